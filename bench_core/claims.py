@@ -1,0 +1,83 @@
+"""Claims: executable expectations checked after a run (DESIGN section 6).
+
+A claim selects cells, reduces ``metric`` over seeds with ``stat`` within each selected
+configuration, and holds when ``value <op> threshold`` for every configuration.
+"""
+from __future__ import annotations
+
+import json
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .results import CONFIG_COLUMNS
+from .stats import reduce
+from .suite import Claim
+
+OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
+
+
+@dataclass
+class ClaimOutcome:
+    """A checked claim: whether it holds and the value of each selected configuration."""
+
+    claim: Claim
+    holds: bool
+    values: list[tuple[str, float]]
+
+    def line(self) -> str:
+        c = self.claim
+        mark = "PASS" if self.holds else "FAIL"
+        sel = ", ".join(f"{k}={v}" for k, v in c.select) or "all cells"
+        shown = "; ".join(f"{label}: {value:.4g}" for label, value in self.values) or "no cell produced it"
+        why = f"  ({c.why})" if c.why else ""
+        return f"{mark} {c.stat}({c.metric}) {c.op} {c.value:g} [{sel}] -> {shown}{why}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.claim.metric, "op": self.claim.op, "value": self.claim.value,
+                "stat": self.claim.stat, "select": dict(self.claim.select), "why": self.claim.why,
+                "holds": self.holds, "values": self.values, "line": self.line()}
+
+
+def _matches(results: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.Series:
+    mask = pd.Series(True, index=results.index)
+    for key, value in select:
+        if key == "seed" or "." not in key:
+            mask &= results[key] == value
+        else:
+            axis, param = key.split(".", 1)
+            parsed = results[f"{axis}_params"].map(json.loads)
+            mask &= parsed.map(lambda p: _equal(p.get(param), value))
+    return mask
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(b, tuple):
+        b = list(b)
+    return a == b
+
+
+def _label(row: pd.Series) -> str:
+    parts = []
+    for axis in ("target", "score", "initializer", "sampler"):
+        params = json.loads(row[f"{axis}_params"]) if row[f"{axis}_params"] else {}
+        inner = ",".join(f"{k}={v}" for k, v in params.items())
+        parts.append(f"{row[axis]}({inner})" if inner else row[axis])
+    return "/".join(parts)
+
+
+def evaluate_claims(claims: list[Claim], results: pd.DataFrame) -> list[ClaimOutcome]:
+    """Check each claim against the tidy results table."""
+    outcomes = []
+    for claim in claims:
+        selected = results[_matches(results, claim.select)]
+        values = []
+        for _, group in selected.groupby(CONFIG_COLUMNS, sort=False):
+            rows = group[(group["metric"] == claim.metric) & (group["status"] == "done")]
+            values.append((_label(group.iloc[0]), reduce(rows["value"].to_numpy(), claim.stat)))
+        holds = bool(values) and all(not math.isnan(v) and OPS[claim.op](v, claim.value) for _, v in values)
+        outcomes.append(ClaimOutcome(claim, holds, values))
+    return outcomes

@@ -1,0 +1,116 @@
+"""The ``bench`` command line (DESIGN section 8). Input errors: one line, exit status 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import BenchError, did_you_mean
+from .hookspecs import KINDS
+from .plugin_manager import get_registry
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Benchmark score-based samplers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run a suite (resumes: finished cells are skipped)")
+    run.add_argument("suite", help="suite file (.toml)")
+    run.add_argument("--out", help="output folder (default reports/<suite name>)")
+    run.add_argument("--executor", default="local", help="local | process | ray (default local)")
+    run.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
+    run.add_argument("--rerun", action="store_true", help="recompute finished cells")
+    run.add_argument("--device", help="cpu | cuda | auto (overrides the suite)")
+    run.add_argument("--only", help="run a subset, e.g. sampler=ula,score=exact|ball_trap,target.mean=3")
+    check = sub.add_parser("check", help="validate a suite and print its cell count")
+    check.add_argument("suite")
+    lst = sub.add_parser("list", help="list registered components")
+    lst.add_argument("kind", nargs="?", help=" | ".join(KINDS))
+    sub.add_parser("plugins", help="list loaded plugins, versions and components")
+    show = sub.add_parser("show", help="print the leaderboard of a results folder")
+    show.add_argument("dir")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .session import run_suite
+
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise BenchError(f"--workers must be >= 1, got {workers}")
+    summary = run_suite(args.suite, out=args.out, executor=args.executor, workers=workers, rerun=args.rerun,
+                        device=args.device, only=args.only)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()) if v)
+    print(f"{summary.n_cells} cells in suite; ran {summary.n_run}, {summary.n_skipped_finished} already finished; "
+          f"{counts}")
+    for outcome in summary.claims:
+        print(outcome.line())
+    print(f"results: {summary.out_dir}/results.csv, leaderboard: {summary.out_dir}/leaderboard.md")
+    if summary.interrupted:
+        print("interrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
+    return summary.exit_code
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .session import plan_suite
+
+    plan = plan_suite(args.suite)
+    s = plan.suite
+    sizes = ", ".join(f"{len(s.components[k])} {k}" for k in s.components)
+    print(f"{s.path}: OK: suite '{s.name}', {len(plan.cells)} cells ({sizes}, {len(s.seeds)} seeds; "
+          f"diffusion samplers run once per initializer-free cell), {len(s.claims)} claims")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    registry = get_registry()
+    kinds = list(KINDS)
+    if args.kind:
+        if args.kind not in KINDS:
+            raise BenchError(f"unknown kind '{args.kind}'{did_you_mean(args.kind, KINDS)}; kinds: {', '.join(KINDS)}")
+        kinds = [args.kind]
+    for kind in kinds:
+        print(f"{kind}:")
+        for c in registry.components(kind):
+            print(f"  {c.name:<20} {c.description}  [{c.plugin}]")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    registry = get_registry()
+    for info in registry.plugins.values():
+        parts = ", ".join(f"{c.kind[:-1] if c.kind.endswith('s') else c.kind} {c.name}" for c in info.components)
+        print(f"{info.name} {info.version} ({info.source}): {parts or 'no components'}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .leaderboard import leaderboard_markdown
+    from .results import load_results
+
+    print(leaderboard_markdown(load_results(Path(args.dir))))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "plugins": _cmd_plugins, "show": _cmd_show}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Cell tasks: what executors ship to workers, and the worker-side entry point.
+
+A task names the suite file, the device and the cell key; a worker rebuilds (once) the
+same plan from the suite file and runs the cell. Because every random number is derived
+from the cell's spec, the numbers do not depend on which worker runs which cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .plan import Plan, build_plan
+from .plugin_manager import get_registry
+from .runner import CellResult, CellRunner
+from .suite import parse_suite
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """A picklable reference to one cell of a suite."""
+
+    suite_path: str
+    device: str
+    key: str
+    label: str = ""
+
+
+_RUNNERS: dict[tuple[str, str], tuple[CellRunner, dict]] = {}
+# set by the CLI when cells run in this process, so steps can drive the progress bar
+step_progress: Optional[Callable[[str, int], None]] = None
+
+
+def prime(plan: Plan) -> None:
+    """Make ``plan`` the one used for its suite in this process (skips re-validation)."""
+    _RUNNERS[(str(plan.suite.path), plan.device)] = (CellRunner(plan), {c.key: c for c in plan.cells})
+
+
+def run_task(task: CellTask) -> CellResult:
+    """Run one cell (in whatever process this is called)."""
+    slot = (task.suite_path, task.device)
+    if slot not in _RUNNERS:
+        prime(build_plan(parse_suite(task.suite_path), get_registry(), device=task.device))
+    runner, cells = _RUNNERS[slot]
+    cell = cells.get(task.key)
+    if cell is None:
+        raise RuntimeError(f"cell {task.key[:16]} is not in suite '{task.suite_path}' as seen by this worker "
+                           "(the suite file or the code changed during the run)")
+    progress = None
+    if step_progress is not None:
+        hook = step_progress
+        progress = lambda step: hook(task.key, step)  # noqa: E731
+    return runner.run(cell, progress)

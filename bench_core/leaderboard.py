@@ -1,0 +1,103 @@
+"""Leaderboards: mean, std and 95% interval over seeds, ranked within each target."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional
+
+import pandas as pd
+
+from .results import CONFIG_COLUMNS, RunResults
+from .stats import ci95_halfwidth
+
+ROW_AXES = ["score", "score_params", "initializer", "initializer_params", "sampler", "sampler_params"]
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (configuration, metric): n seeds, mean, std, ci95 half-width."""
+    done = results[(results["status"] == "done") & (results["metric"] != "error")]
+    if done.empty:
+        return pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "n", "mean", "std", "ci95"])
+    grouped = done.groupby(CONFIG_COLUMNS + ["metric"], sort=False)["value"]
+    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
+    out["ci95"] = grouped.apply(lambda v: ci95_halfwidth(v.to_numpy())).to_numpy()
+    return out
+
+
+def _fmt(mean: float, ci: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    text = f"{mean:.4g}"
+    return text if math.isnan(ci) else f"{text} ± {ci:.2g}"
+
+
+def _params(text: str) -> str:
+    params = json.loads(text) if text else {}
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _component(name: str, params: str) -> str:
+    inner = _params(params)
+    return f"{name}({inner})" if inner else name
+
+
+def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[tuple[str, pd.DataFrame]]:
+    """One table per target: rows are (score, initializer, sampler), columns metrics, ranked."""
+    summary = summarize(run.results)
+    if summary.empty:
+        return []
+    directions: dict[str, bool] = run.info.get("higher_is_better", {})
+    metrics = list(dict.fromkeys(summary["metric"]))
+    rank_by = rank_by or run.info.get("rank_by") or metrics[0]
+    tables = []
+    for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
+        rows: dict[tuple, dict[str, Any]] = {}
+        for _, r in block.iterrows():
+            key = tuple(r[c] for c in ROW_AXES)
+            row = rows.setdefault(key, {"score": _component(r["score"], r["score_params"]),
+                                        "initializer": _component(r["initializer"], r["initializer_params"]),
+                                        "sampler": _component(r["sampler"], r["sampler_params"]),
+                                        "seeds": 0})
+            row[r["metric"]] = _fmt(r["mean"], r["ci95"])
+            row[f"_{r['metric']}"] = r["mean"]
+            row["seeds"] = max(row["seeds"], int(r["n"]))
+        table = pd.DataFrame(list(rows.values()))
+        if f"_{rank_by}" in table:
+            higher = directions.get(rank_by.split(".", 1)[0], False)
+            table = table.sort_values(f"_{rank_by}", ascending=not higher, na_position="last", kind="stable")
+            table.insert(0, "rank", range(1, len(table) + 1))
+        columns = [c for c in table.columns if not c.startswith("_")]
+        columns = [c for c in columns if c not in metrics] + [m for m in metrics if m in columns]
+        tables.append((_component(target, tparams), table[columns].reset_index(drop=True)))
+    return tables
+
+
+def leaderboard_markdown(run: RunResults, rank_by: Optional[str] = None) -> str:
+    """The whole leaderboard as Markdown (what ``leaderboard.md`` holds)."""
+    info = run.info
+    lines = [f"# {info.get('suite', 'bench')} leaderboard", ""]
+    if info.get("description"):
+        lines += [info["description"], ""]
+    not_done = run.results[run.results["metric"] == "error"].drop_duplicates("cell")
+    n_cells = run.results["cell"].nunique()
+    summary = [f"{n_cells - len(not_done)} done"] + [f"{v} {k}" for k, v in not_done["status"].value_counts().items()]
+    lines += [f"Cells: {n_cells} ({', '.join(summary)}). Values are mean ± 95% t-interval over seeds.", ""]
+    ranked = rank_by or info.get("rank_by")
+    for title, table in leaderboard_tables(run, rank_by):
+        lines += [f"## {title}", ""]
+        metric = ranked or next((c for c in table.columns if c not in ("rank", "score", "initializer",
+                                                                         "sampler", "seeds")), "")
+        if "rank" in table:
+            lines += [f"Ranked by `{metric}`.", ""]
+        lines += [table.to_markdown(index=False), ""]
+    claims = info.get("claims", [])
+    if claims:
+        lines += ["## Claims", ""] + [f"- {c['line']}" for c in claims] + [""]
+    problems = run.results[run.results["metric"] == "error"]
+    if not problems.empty:
+        lines += ["## Cells not done", ""]
+        for _, r in problems.iterrows():
+            lines.append(f"- `{r['cell']}` {r['target']}/{r['score']}/{r['initializer']}/{r['sampler']} "
+                         f"seed {r['seed']}: **{r['status']}**: {r['reason']}")
+        lines.append("")
+    return "\n".join(lines)

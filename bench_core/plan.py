@@ -1,0 +1,212 @@
+"""From a parsed suite to the list of cells: components resolved, params checked, grid expanded.
+
+A cell is (target, score, initializer, sampler, seed). Diffusion-family samplers ignore
+the initializer axis: they run once per (target, score, seed) with initializer "prior".
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+
+from .errors import BenchError, PluginError, SuiteError, did_you_mean
+from .registry import SINGULAR, Registry
+from .seeding import canonical_json
+from .suite import COMPONENT_TABLES, ComponentSpec, Suite
+
+PRIOR = ComponentSpec("initializers", "prior", ())
+AXES = ("target", "score", "initializer", "sampler")
+# bench_core modules whose code changes the numbers a cell produces
+NUMERIC_CORE = ("runner.py", "seeding.py", "data.py", "plan.py")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work, identified by the hash of everything that determines its numbers."""
+
+    target: ComponentSpec
+    score: ComponentSpec
+    initializer: ComponentSpec
+    sampler: ComponentSpec
+    seed: int
+    key: str
+    order: int
+
+    @property
+    def id(self) -> str:
+        return self.key[:16]
+
+    def spec(self, axis: str) -> ComponentSpec:
+        return getattr(self, axis)
+
+    def label(self) -> str:
+        return " / ".join(self.spec(a).label() for a in AXES) + f" / seed {self.seed}"
+
+
+@lru_cache(maxsize=None)
+def _file_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def code_version(factories: Iterable[Any]) -> str:
+    """Hash of the source files that define the given factories and of the numeric core."""
+    core = Path(__file__).parent
+    files = {str(core / name) for name in NUMERIC_CORE}
+    for factory in factories:
+        try:
+            files.add(inspect.getsourcefile(factory) or "")
+        except TypeError:
+            files.add(repr(factory))
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(f.rsplit("/", 1)[-1].encode())
+        digest.update(_file_hash(f).encode() if f and Path(f).exists() else f.encode())
+    return digest.hexdigest()[:16]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` when absent is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SuiteError(f"device '{device}' was asked for but CUDA is not available; use device = \"cpu\" "
+                         "or \"auto\"")
+    return device
+
+
+def _instantiate(suite: Suite, registry: Registry, spec: ComponentSpec, *args: Any) -> Any:
+    """Build a component; a param it rejects is a SuiteError at the spec's table and line."""
+    where = suite.where(spec.kind, spec.index)
+    try:
+        registry.get(spec.kind, spec.name)
+    except BenchError as exc:
+        raise SuiteError(f"{where}: [[{spec.kind}]] #{spec.index + 1}: {exc}") from None
+    try:
+        return registry.create(spec.kind, spec.name, *args, **spec.kwargs)
+    except PluginError:
+        raise
+    except (ValueError, TypeError) as exc:
+        key = next((k for k, _ in spec.params if f"'{k}'" in str(exc)), None)
+        if key is not None:
+            where = suite.where(spec.kind, spec.index, key)
+        raise SuiteError(f"{where}: [[{spec.kind}]] #{spec.index + 1} {SINGULAR[spec.kind]} '{spec.name}' "
+                         f"rejects its params {json.dumps(spec.kwargs)}: {exc}") from None
+
+
+def select_matches(cell: Cell, select: Iterable[tuple[str, Any]]) -> bool:
+    """Whether a cell matches ``{axis: name, "seed": s, "<axis>.<param>": value}``."""
+    for key, value in select:
+        if key == "seed":
+            if cell.seed != value:
+                return False
+        elif key in AXES:
+            if cell.spec(key).name != value:
+                return False
+        else:
+            axis, param = key.split(".", 1)
+            if dict(cell.spec(axis).params).get(param, _MISSING) != value:
+                return False
+    return True
+
+
+_MISSING = object()
+
+
+def check_select_keys(select: Iterable[tuple[str, Any]], where: str) -> None:
+    """Select keys are an axis, ``seed`` or ``<axis>.<param>``."""
+    for key, _ in select:
+        axis = key.split(".", 1)[0]
+        if key != "seed" and axis not in AXES or (key in AXES and "." in key):
+            raise SuiteError(f"{where}: select key '{key}'{did_you_mean(key, (*AXES, 'seed'))} must be one of "
+                             f"{', '.join(AXES)}, seed, or <axis>.<param> such as target.mean")
+
+
+def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None) -> "Plan":
+    """Validate every component against the registry and expand the grid into cells."""
+    from .data import make_training_data  # local: data imports torch-heavy helpers
+
+    device = resolve_device(device or suite.device)
+    built: dict[str, dict[ComponentSpec, Any]] = {kind: {} for kind in COMPONENT_TABLES}
+    for kind in ("targets", "initializers", "samplers", "metrics"):
+        for spec in suite.components[kind]:
+            built[kind][spec] = _instantiate(suite, registry, spec)
+    dtype = getattr(torch, suite.dtype)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        for target_spec, target in built["targets"].items():
+            data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
+            for spec in suite.components["scores"]:
+                built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
+    finally:
+        torch.set_default_dtype(previous)
+    metric_names = {s.name for s in suite.components["metrics"]}
+    for claim in suite.claims:
+        where = suite.where("claims", claim.index, "metric")
+        if claim.metric.split(".", 1)[0] not in metric_names:
+            raise SuiteError(f"{where}: claim metric '{claim.metric}' is not computed by this suite "
+                             f"(metrics: {', '.join(sorted(metric_names))})")
+    if suite.rank_by and suite.rank_by.split(".", 1)[0] not in metric_names:
+        raise SuiteError(f"{suite.where('suite', None, 'rank_by')}: rank_by '{suite.rank_by}' is not a metric "
+                         f"of this suite (metrics: {', '.join(sorted(metric_names))})")
+    return Plan(suite, registry, device, built)
+
+
+class Plan:
+    """The validated suite with its cells in a deterministic order."""
+
+    def __init__(self, suite: Suite, registry: Registry, device: str, built: dict) -> None:
+        self.suite, self.registry, self.device = suite, registry, device
+        self.families = {spec: obj.family for spec, obj in built["samplers"].items()}
+        self.n_steps = {spec: getattr(obj, "n_steps", None) for spec, obj in built["samplers"].items()}
+        self.higher_is_better = {m.name: bool(obj.higher_is_better) for m, obj in built["metrics"].items()}
+        self.metric_specs = list(suite.components["metrics"])
+        # a metric listed once is named by its plugin name; grid copies get their params in the name
+        counts = {n: [m.name for m in self.metric_specs].count(n) for n in {m.name for m in self.metric_specs}}
+        self.metric_names = {m: m.name if counts[m.name] == 1 else m.label() for m in self.metric_specs}
+        self.cells = self._expand()
+        for claim in suite.claims:
+            where = suite.where("claims", claim.index, "select")
+            check_select_keys(claim.select, where)
+            if not any(select_matches(c, claim.select) for c in self.cells):
+                raise SuiteError(f"{where}: claim selects no cell ({dict(claim.select)}); check the names and "
+                                 "params against the suite's components")
+
+    def settings(self) -> dict[str, Any]:
+        """Suite-level settings that change a cell's numbers (part of every cell key)."""
+        s = self.suite
+        return {"n_samples": s.n_samples, "n_reference": s.n_reference, "dtype": s.dtype,
+                "device": self.device, "n_train": s.n_train, "duplicate": s.duplicate,
+                "checkpoints": s.checkpoints, "metrics": [m.key() for m in self.metric_specs]}
+
+    def _expand(self) -> list[Cell]:
+        comps = self.suite.components
+        settings = self.settings()
+        metric_factories = [self.registry.get("metrics", m.name).factory for m in self.metric_specs]
+        cells: list[Cell] = []
+        seen = set()
+        for seed, target, score, sampler, init in itertools.product(
+                self.suite.seeds, comps["targets"], comps["scores"], comps["samplers"], comps["initializers"]):
+            if self.families[sampler] == "diffusion":
+                init = PRIOR
+            ident = (seed, target, score, init, sampler)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            factories = [self.registry.get(kind, spec.name).factory for kind, spec in
+                         (("targets", target), ("scores", score), ("samplers", sampler))]
+            if init is not PRIOR:
+                factories.append(self.registry.get("initializers", init.name).factory)
+            key_obj = {"target": target.key(), "score": score.key(), "initializer": init.key(),
+                       "sampler": sampler.key(), "seed": seed, "settings": settings,
+                       "code": code_version(factories + metric_factories)}
+            key = hashlib.sha256(canonical_json(key_obj).encode()).hexdigest()
+            cells.append(Cell(target, score, init, sampler, seed, key, len(cells)))
+        return cells

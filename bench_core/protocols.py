@@ -1,0 +1,125 @@
+"""Component protocols (DESIGN section 4) and the structural check applied to factory output.
+
+Shapes: particles are ``Tensor[n, d]``; time ``t`` is forward Ornstein-Uhlenbeck time
+(``t = 0`` is the data distribution, ``alpha_bar = exp(-2 t)``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+StepCallback = Callable[[int, float, Tensor], None]
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A distribution with exact samples, normalized log density and score of its OU marginals."""
+
+    dim: int
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor: ...
+
+    def log_prob(self, x: Tensor, t: float = 0.0) -> Tensor: ...
+
+    def score(self, x: Tensor, t: float = 0.0) -> Tensor: ...
+
+
+@runtime_checkable
+class ScoreEstimate(Protocol):
+    """An estimate of ``grad log p_t``; may expose ``region(x)``, the set where it is wrong."""
+
+    def __call__(self, x: Tensor, t: float) -> Tensor: ...
+
+
+@runtime_checkable
+class Initializer(Protocol):
+    """Produces starting particles for Langevin-family samplers."""
+
+    def __call__(self, n: int, *, target: Target, data: "TrainingData", generator: torch.Generator) -> Tensor: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Moves particles ``x0`` using a score; ``family`` is "langevin" or "diffusion"."""
+
+    family: Literal["langevin", "diffusion"]
+
+    def sample(self, score: ScoreEstimate, x0: Tensor, *, generator: torch.Generator,
+               callback: Optional[StepCallback] = None) -> Tensor: ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores a sample set; returns a float or a dict of named floats."""
+
+    higher_is_better: bool
+
+    def __call__(self, samples: Tensor, ctx: "MetricContext") -> float | dict[str, float]: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``fn`` on picklable tasks, yielding ``(task, fn(task))`` as each completes (any order);
+    an exception raised running a task is yielded in place of its result."""
+
+    def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[tuple[Any, Any]]: ...
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Writes files from a run's results (``bench_core.results.RunResults``); returns their paths."""
+
+    def __call__(self, run: Any, out_dir: Path) -> list[Path]: ...
+
+
+@dataclass
+class TrainingData:
+    """The training set of one (target, seed): ``train`` holds every duplicated row."""
+
+    train: Tensor
+    distinct: Tensor
+    duplicate: int = 1
+
+
+@dataclass
+class MetricContext:
+    """What a metric may look at besides the samples."""
+
+    target: Target
+    reference: Tensor
+    score: ScoreEstimate
+    data: TrainingData
+    sampler: Sampler
+    generator: torch.Generator
+    x0: Optional[Tensor] = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# What each kind's factory must return: the attributes checked after every call.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "targets": ("dim", "sample", "log_prob", "score"),
+    "scores": ("__call__",),
+    "initializers": ("__call__",),
+    "samplers": ("family", "sample"),
+    "metrics": ("higher_is_better", "__call__"),
+    "executors": ("map",),
+    "reporters": ("__call__",),
+}
+
+
+def conformance_problem(kind: str, obj: Any) -> Optional[str]:
+    """Return why ``obj`` is not a valid component of ``kind``, or None when it is."""
+    missing = [a for a in REQUIRED[kind] if not hasattr(obj, a)]
+    if missing:
+        return f"it lacks {', '.join(repr(m) for m in missing)}"
+    if kind == "samplers" and getattr(obj, "family") not in ("langevin", "diffusion"):
+        return f"its family is {getattr(obj, 'family')!r}, not 'langevin' or 'diffusion'"
+    if kind == "targets" and not (isinstance(obj.dim, int) and obj.dim > 0):
+        return f"its dim is {obj.dim!r}, not a positive int"
+    if kind in ("scores", "initializers", "metrics", "reporters") and not callable(obj):
+        return "it is not callable"
+    return None

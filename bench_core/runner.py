@@ -1,0 +1,174 @@
+"""Runs one cell: data, score, starts, sampler, metrics; never lets a cell crash the run.
+
+A cell that raises is recorded ``failed`` with its reason; non-finite particles make it
+``diverged``; a component raising :class:`SkipCell` makes it ``skipped``. Cells run with
+one torch thread so that numbers do not depend on the executor or worker count.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch import Tensor
+
+from .data import check_particles, make_reference, make_training_data
+from .errors import Diverged, SkipCell, SkipMetric
+from .plan import PRIOR, Cell, Plan
+from .protocols import MetricContext
+from .seeding import make_generator
+from .suite import ComponentSpec
+
+StepProgress = Callable[[int], None]
+
+
+@dataclass
+class MetricRow:
+    """One recorded value; ``step`` is None for the final samples."""
+
+    metric: str
+    value: float
+    status: str = "done"
+    reason: str = ""
+    step: Optional[int] = None
+    t: Optional[float] = None
+
+
+@dataclass
+class CellResult:
+    """Everything a finished cell produced; written to the store in one transaction."""
+
+    key: str
+    status: str
+    wall_s: float
+    reason: str = ""
+    rows: list[MetricRow] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def numeric_context(dtype: torch.dtype) -> Iterator[None]:
+    """Default dtype for the cell, one intra-op thread (bitwise-reproducible reductions)."""
+    previous_dtype, previous_threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous_dtype)
+        torch.set_num_threads(previous_threads)
+
+
+class CellRunner:
+    """Runs the cells of one plan, caching what cells of the same seed share."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.suite = plan.suite
+        self.registry = plan.registry
+        self.dtype = getattr(torch, self.suite.dtype)
+
+    @lru_cache(maxsize=16)
+    def target(self, spec: ComponentSpec) -> Any:
+        return self.registry.create("targets", spec.name, **spec.kwargs)
+
+    @lru_cache(maxsize=16)
+    def data(self, spec: ComponentSpec, seed: int) -> Any:
+        return make_training_data(self.target(spec), spec, seed, self.suite.n_train, self.suite.duplicate,
+                                  self.plan.device)
+
+    @lru_cache(maxsize=16)
+    def reference(self, spec: ComponentSpec, seed: int) -> Tensor:
+        return make_reference(self.target(spec), spec, seed, self.suite.n_reference, self.plan.device)
+
+    @lru_cache(maxsize=8)
+    def score(self, target: ComponentSpec, spec: ComponentSpec, seed: int) -> Any:
+        return self.registry.create("scores", spec.name, self.target(target), self.data(target, seed),
+                                    **spec.kwargs)
+
+    def run(self, cell: Cell, progress: Optional[StepProgress] = None) -> CellResult:
+        """Run a cell and return its result; exceptions become statuses, never propagate."""
+        start = time.perf_counter()
+        rows: list[MetricRow] = []
+        with numeric_context(self.dtype):
+            try:
+                self._run(cell, rows, progress)
+                status, reason = "done", ""
+            except Diverged as exc:
+                status, reason = "diverged", str(exc)
+            except SkipCell as exc:
+                status, reason = "skipped", str(exc) or "skipped by a component"
+            except Exception as exc:  # noqa: BLE001 - a broken cell is a recorded result
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                status = "failed"
+                reason = f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+        if status != "done":
+            rows = [r for r in rows if r.step is not None]  # keep the trajectory measured so far
+        return CellResult(cell.key, status, time.perf_counter() - start, reason, rows)
+
+    def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress]) -> None:
+        seed, n, device = cell.seed, self.suite.n_samples, self.plan.device
+        target = self.target(cell.target)
+        data = self.data(cell.target, seed)
+        score = self.score(cell.target, cell.score, seed)
+        sampler = self.registry.create("samplers", cell.sampler.name, **cell.sampler.kwargs)
+        init_spec = cell.initializer
+        initializer = (self.registry.create("initializers", "standard_normal") if init_spec is PRIOR
+                       or init_spec == PRIOR else
+                       self.registry.create("initializers", init_spec.name, **init_spec.kwargs))
+        init_gen = make_generator(seed, "init", cell.target.key(), init_spec.key(), device=device)
+        x0 = check_particles(initializer(n, target=target, data=data, generator=init_gen), n, target.dim,
+                             f"initializer '{init_spec.name}'")
+        metrics = [(m, self.registry.create("metrics", m.name, **m.kwargs)) for m in self.plan.metric_specs]
+        reference = self.reference(cell.target, seed)
+        sampler_gen = make_generator(seed, "sampler", cell.target.key(), cell.score.key(), init_spec.key(),
+                                     cell.sampler.key(), device=device)
+        ctx = MetricContext(target=target, reference=reference, score=score, data=data, sampler=sampler,
+                            generator=sampler_gen, x0=x0)
+        checkpoints = set(self.suite.checkpoints)
+
+        def measure(x: Tensor, step: Optional[int], t: Optional[float]) -> None:
+            rows.extend(self._metrics(cell, metrics, x, ctx, step, t))
+
+        if 0 in checkpoints:
+            measure(x0, 0, float(getattr(sampler, "T", 0.0)) if sampler.family == "diffusion" else 0.0)
+
+        def callback(step: int, t: float, x: Tensor) -> None:
+            if not bool(torch.isfinite(x).all()):
+                raise Diverged(f"non-finite particles at step {step} (t={t:g})")
+            if step in checkpoints:
+                measure(x, step, float(t))
+            if progress is not None:
+                progress(step)
+
+        samples = sampler.sample(score, x0, generator=sampler_gen, callback=callback)
+        samples = check_particles(samples, n, target.dim, f"sampler '{cell.sampler.name}'")
+        if not bool(torch.isfinite(samples).all()):
+            raise Diverged("non-finite particles in the final samples")
+        measure(samples, None, None)
+
+    def _metrics(self, cell: Cell, metrics: list, x: Tensor, ctx: MetricContext, step: Optional[int],
+                 t: Optional[float]) -> list[MetricRow]:
+        out = []
+        for spec, metric in metrics:
+            base = self.plan.metric_names[spec]
+            ctx.generator = make_generator(cell.seed, "metric", cell.target.key(), cell.score.key(),
+                                           cell.initializer.key(), cell.sampler.key(), spec.key(),
+                                           -1 if step is None else step, device=self.plan.device)
+            try:
+                value = metric(x, ctx)
+            except SkipMetric as exc:
+                out.append(MetricRow(base, math.nan, "skipped", str(exc), step, t))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one broken metric must not lose the others
+                out.append(MetricRow(base, math.nan, "failed", f"{type(exc).__name__}: {exc}", step, t))
+                continue
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for key, v in items:
+                name = base if key is None else f"{base}.{key}"
+                out.append(MetricRow(name, float(v), "done", "", step, t))
+        return out

@@ -1,0 +1,149 @@
+"""``bench run``: plan, skip finished cells, execute, store, export, check claims, report."""
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import execution
+from .claims import ClaimOutcome, evaluate_claims
+from .errors import BenchError, SuiteError, did_you_mean
+from .plan import AXES, Cell, Plan, build_plan, select_matches
+from .plugin_manager import get_registry
+from .progress import Progress
+from .registry import Registry
+from .results import RunResults, tidy_tables, write_tables
+from .runner import CellResult
+from .store import Store
+from .suite import parse_suite
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``exit_code`` follows DESIGN section 7."""
+
+    out_dir: Path
+    n_cells: int
+    n_run: int
+    n_skipped_finished: int
+    statuses: dict[str, int]
+    claims: list[ClaimOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        bad = self.statuses.get("failed", 0) + self.statuses.get("diverged", 0) + self.statuses.get("metric_failed", 0)
+        return 1 if bad or not all(c.holds for c in self.claims) else 0
+
+
+def parse_only(expr: str) -> list[tuple[str, list[Any]]]:
+    """``"sampler=ula|ddpm,target.mean=3"`` -> [(key, alternatives), ...]."""
+    out = []
+    for part in filter(None, (p.strip() for p in expr.split(","))):
+        if "=" not in part:
+            raise SuiteError(f"--only: '{part}' is not key=value; example: --only sampler=ula,seed=0")
+        key, raw = (s.strip() for s in part.split("=", 1))
+        axis = key.split(".", 1)[0]
+        if key != "seed" and axis not in AXES:
+            raise SuiteError(f"--only: unknown key '{key}'{did_you_mean(key, (*AXES, 'seed'))}; use an axis "
+                             f"({', '.join(AXES)}), seed, or <axis>.<param>")
+        values = []
+        for alt in raw.split("|"):
+            try:
+                values.append(json.loads(alt))
+            except json.JSONDecodeError:
+                values.append(alt)
+        out.append((key, values))
+    return out
+
+
+def filter_cells(cells: list[Cell], only: Optional[str]) -> list[Cell]:
+    if not only:
+        return cells
+    conditions = parse_only(only)
+    return [c for c in cells if all(any(select_matches(c, [(k, v)]) for v in alts) for k, alts in conditions)]
+
+
+def plan_suite(suite_path: str | Path, *, device: Optional[str] = None,
+               registry: Optional[Registry] = None) -> Plan:
+    """Parse and fully validate a suite (what ``bench check`` does)."""
+    return build_plan(parse_suite(suite_path), registry or get_registry(), device=device)
+
+
+def _info(plan: Plan, outcomes: list[ClaimOutcome]) -> dict[str, Any]:
+    s = plan.suite
+    return {"suite": s.name, "description": s.description, "suite_path": str(s.path),
+            "rank_by": s.rank_by or (plan.metric_specs[0].name if plan.metric_specs else None),
+            "higher_is_better": plan.higher_is_better, "seeds": s.seeds, "n_samples": s.n_samples,
+            "device": plan.device, "dtype": s.dtype,
+            "written_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "claims": [o.to_json() for o in outcomes]}
+
+
+def export(plan: Plan, store: Store, out_dir: Path) -> RunResults:
+    """Write results.csv, trajectory.csv, run.json and every reporter's files."""
+    results, trajectory = tidy_tables(store, plan)
+    outcomes = evaluate_claims(plan.suite.claims, results)
+    run = RunResults(results, trajectory, _info(plan, outcomes))
+    write_tables(out_dir, results, trajectory)
+    (out_dir / "run.json").write_text(json.dumps(run.info, indent=2, default=str))
+    for component in plan.registry.components("reporters"):
+        reporter = plan.registry.create("reporters", component.name)
+        reporter(run, out_dir)
+    run.info["_outcomes"] = outcomes
+    return run
+
+
+def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, executor: str = "local",
+              workers: int = 1, rerun: bool = False, device: Optional[str] = None, only: Optional[str] = None,
+              progress: Optional[Progress] = None, registry: Optional[Registry] = None) -> RunSummary:
+    """Run a suite end to end and return its summary (files are written to ``out``)."""
+    registry = registry or get_registry()
+    plan = plan_suite(suite_path, device=device, registry=registry)
+    out_dir = Path(out) if out else Path("reports") / plan.suite.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pool = registry.create("executors", executor, workers=workers)
+    cells = filter_cells(plan.cells, only)
+    if not cells:
+        raise SuiteError(f"--only '{only}' selects none of the {len(plan.cells)} cells of {plan.suite.path}")
+    with Store(out_dir / "results.sqlite") as store:
+        store.set_meta("suite", plan.suite.name)
+        finished = set() if rerun else store.finished_keys()
+        todo = [c for c in cells if c.key not in finished]
+        progress = progress or Progress(len(todo))
+        by_key = {c.key: c for c in todo}
+        execution.prime(plan)
+        if getattr(pool, "workers", 1) == 1 and executor == "local":
+            execution.step_progress = lambda key, step: progress.on_step(step)
+        tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label()) for c in todo]
+        interrupted = False
+        try:
+            outcomes = pool.map(execution.run_task, tasks)
+            if todo and executor == "local":
+                progress.start_cell(todo[0].label(), plan.n_steps.get(todo[0].sampler))
+            for i, (task, result) in enumerate(outcomes):
+                cell = by_key[task.key]
+                if not isinstance(result, CellResult):
+                    result = CellResult(cell.key, "failed", 0.0, f"{type(result).__name__}: {result}")
+                store.write(cell, result)
+                progress.finish_cell(cell.label(), result.status, result.wall_s, result.reason)
+                if executor == "local" and i + 1 < len(todo):
+                    progress.start_cell(todo[i + 1].label(), plan.n_steps.get(todo[i + 1].sampler))
+        except KeyboardInterrupt:
+            interrupted = True  # finished cells are already committed; export what exists
+        finally:
+            execution.step_progress = None
+            progress.close()
+        run = export(plan, store, out_dir)
+    errors = run.results[run.results["metric"] == "error"]
+    statuses = errors["status"].value_counts().to_dict()
+    statuses["done"] = run.results["cell"].nunique() - len(errors)
+    metric_failed = int(((run.results["status"] == "failed") & (run.results["metric"] != "error")).sum())
+    if metric_failed:
+        statuses["metric_failed"] = metric_failed
+    return RunSummary(out_dir, len(plan.cells), len(todo), len(cells) - len(todo), statuses,
+                      run.info["_outcomes"], interrupted)

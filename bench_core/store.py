@@ -1,0 +1,91 @@
+"""The results store: SQLite in WAL mode, one transaction per finished cell.
+
+A cell row and its metric rows are committed together, so a crash (even SIGKILL) leaves
+either the whole cell or nothing: re-running skips finished cells and duplicates nothing.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+
+from .plan import AXES, Cell
+from .runner import CellResult
+from .seeding import canonical_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY, cell TEXT, target TEXT, score TEXT, initializer TEXT, sampler TEXT,
+    seed INTEGER, target_params TEXT, score_params TEXT, initializer_params TEXT, sampler_params TEXT,
+    status TEXT, reason TEXT, wall_s REAL, finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    key TEXT, step INTEGER, t REAL, metric TEXT, value REAL, status TEXT, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+"""
+# statuses that are final: a re-run skips them (failed cells are retried)
+FINAL = ("done", "skipped", "diverged")
+
+
+class Store:
+    """A results.sqlite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def finished_keys(self) -> set[str]:
+        """Keys of cells whose outcome is final."""
+        marks = ",".join("?" * len(FINAL))
+        return {k for (k,) in self.conn.execute(f"SELECT key FROM cells WHERE status IN ({marks})", FINAL)}
+
+    def write(self, cell: Cell, result: CellResult) -> None:
+        """Record a cell and its metrics atomically (replacing an earlier attempt)."""
+        params = [canonical_json(cell.spec(a).kwargs) for a in AXES]
+        names = [cell.spec(a).name for a in AXES]
+        with self.conn:
+            self.conn.execute("DELETE FROM metrics WHERE key = ?", (cell.key,))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (cell.key, cell.id, *names, cell.seed, *params, result.status, result.reason,
+                 result.wall_s, time.time()))
+            self.conn.executemany(
+                "INSERT INTO metrics VALUES (?,?,?,?,?,?,?)",
+                [(cell.key, r.step, r.t, r.metric, r.value, r.status, r.reason) for r in result.rows])
+
+    def set_meta(self, name: str, value: object) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
+
+    def get_meta(self, name: str, default: object = None) -> object:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def frames(self, keys: Optional[Iterable[str]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(cells, metrics) tables, restricted to ``keys`` when given."""
+        cells = pd.read_sql_query("SELECT * FROM cells", self.conn)
+        metrics = pd.read_sql_query("SELECT rowid AS _row, * FROM metrics", self.conn)
+        if keys is not None:
+            keys = list(keys)
+            cells = cells[cells["key"].isin(keys)]
+            metrics = metrics[metrics["key"].isin(keys)]
+        return cells, metrics

@@ -1,0 +1,263 @@
+"""Suite files (TOML): parsing and validation before anything runs (DESIGN section 6).
+
+Every problem is a :class:`SuiteError` whose message starts with ``file:line:`` and names
+the table and the fix.
+"""
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import SuiteError, did_you_mean
+from .registry import SINGULAR
+from .tomlspan import Locator
+
+COMPONENT_TABLES = ("targets", "scores", "initializers", "samplers", "metrics")
+TOP_LEVEL = ("suite", "data", *COMPONENT_TABLES, "claims")
+DEFAULT_COMPONENTS = {"scores": "exact", "initializers": "standard_normal"}
+STATS = ("mean", "min", "max", "median")
+OPS = (">=", "<=", ">", "<", "==")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# key -> (check, what it must be, default)
+SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
+    "name": (lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v, "a non-empty string without '/'", None),
+    "description": (lambda v: isinstance(v, str), "a string", ""),
+    "seeds": (lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(s) and s >= 0 for s in v)
+              and len(set(v)) == len(v), "a non-empty list of distinct integers >= 0", [0]),
+    "n_samples": (lambda v: _is_int(v) and v >= 2, "an integer >= 2", 1000),
+    "n_reference": (lambda v: _is_int(v) and v >= 2, "an integer >= 2", None),
+    "device": (lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "auto") or v.startswith("cuda:")),
+               "one of \"cpu\", \"cuda\", \"cuda:N\", \"auto\"", "auto"),
+    "dtype": (lambda v: v in ("float32", "float64"), "\"float32\" or \"float64\"", "float32"),
+    "checkpoints": (lambda v: isinstance(v, list) and all(_is_int(s) and s >= 0 for s in v),
+                    "a list of integers >= 0 (steps)", []),
+    "rank_by": (lambda v: isinstance(v, str) and v != "", "a metric name", None),
+}
+DATA_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
+    "n_train": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", 1000),
+    "duplicate": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", 1),
+}
+CLAIM_KEYS = ("select", "metric", "stat", "op", "value", "why")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One expanded component: its registered name, its full params, where it was written."""
+
+    kind: str
+    name: str
+    params: tuple[tuple[str, Any], ...]
+    index: int = -1
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {k: _thaw(v) for k, v in self.params}
+
+    def key(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.kwargs}
+
+    def label(self) -> str:
+        inner = ", ".join(f"{k}={_thaw(v)!r}" for k, v in self.params)
+        return f"{self.name}({inner})" if inner else self.name
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    return list(_thaw(v) for v in value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An executable expectation, checked after the run."""
+
+    metric: str
+    op: str
+    value: float
+    select: tuple[tuple[str, Any], ...] = ()
+    stat: str = "mean"
+    why: str = ""
+    index: int = -1
+
+
+@dataclass
+class Suite:
+    """A validated suite: settings, expanded components and claims."""
+
+    path: Path
+    name: str
+    description: str
+    seeds: list[int]
+    n_samples: int
+    n_reference: int
+    device: str
+    dtype: str
+    checkpoints: list[int]
+    n_train: int
+    duplicate: int
+    rank_by: Optional[str]
+    components: dict[str, list[ComponentSpec]] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    locator: Optional[Locator] = None
+
+    def where(self, table: str, index: Optional[int] = None, key: Optional[str] = None) -> str:
+        """``file:line`` of a table (or a key in it), for messages."""
+        return _where(self.path, self.locator, table, index, key)
+
+
+def _where(path: Path, locator: Optional[Locator], table: str, index: Optional[int], key: Optional[str]) -> str:
+    line = None
+    if locator is not None:
+        line = locator.key(table, key, index) if key else locator.table(table, index)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _settings(path: Path, loc: Locator, raw: dict, table: str, schema: dict) -> dict[str, Any]:
+    section = raw.get(table, {})
+    if not isinstance(section, dict):
+        raise SuiteError(f"{_where(path, loc, table, None, None)}: [{table}] must be a table")
+    out = {}
+    for key, value in section.items():
+        if key not in schema:
+            raise SuiteError(f"{_where(path, loc, table, None, key)}: unknown key '{key}' in [{table}]"
+                             f"{did_you_mean(key, schema)}; allowed: {', '.join(schema)}")
+        check, what, _ = schema[key]
+        if not check(value):
+            raise SuiteError(f"{_where(path, loc, table, None, key)}: [{table}] {key} must be {what}, "
+                             f"got {value!r}")
+        out[key] = value
+    for key, (_, _, default) in schema.items():
+        out.setdefault(key, default)
+    return out
+
+
+def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list[ComponentSpec]:
+    where = _where(path, loc, kind, index, None)
+    label = f"[[{kind}]] #{index + 1}"
+    if not isinstance(entry, dict):
+        raise SuiteError(f"{where}: {label} must be a table with keys name, params, grid")
+    for key in entry:
+        if key not in ("name", "params", "grid"):
+            raise SuiteError(f"{_where(path, loc, kind, index, key)}: unknown key '{key}' in {label}"
+                             f"{did_you_mean(key, ('name', 'params', 'grid'))}; allowed: name, params, grid")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise SuiteError(f"{where}: {label} needs name = \"<registered {SINGULAR[kind]}>\"")
+    params, grid = entry.get("params", {}), entry.get("grid", {})
+    for key, value in (("params", params), ("grid", grid)):
+        if not isinstance(value, dict):
+            raise SuiteError(f"{_where(path, loc, kind, index, key)}: {label} '{name}': {key} must be a "
+                             f"table such as {key} = {{ x = 1 }}, got {value!r}")
+    for axis, values in grid.items():
+        if not isinstance(values, list):
+            raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
+                             f"must be a list of values, got {values!r}")
+        if not values:
+            raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
+                             "is empty; give it at least one value or remove it")
+        if axis in params:
+            raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': '{axis}' is both "
+                             "in params and in grid; keep one")
+    axes = list(grid)
+    specs = []
+    for point in itertools.product(*(grid[a] for a in axes)):
+        merged = {**params, **dict(zip(axes, point))}
+        specs.append(ComponentSpec(kind, name, tuple(sorted((k, _freeze(v)) for k, v in merged.items())), index))
+    return specs
+
+
+def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
+    where = _where(path, loc, "claims", index, None)
+    label = f"[[claims]] #{index + 1}"
+    if not isinstance(entry, dict):
+        raise SuiteError(f"{where}: {label} must be a table")
+    for key in entry:
+        if key not in CLAIM_KEYS:
+            raise SuiteError(f"{_where(path, loc, 'claims', index, key)}: unknown key '{key}' in {label}"
+                             f"{did_you_mean(key, CLAIM_KEYS)}; allowed: {', '.join(CLAIM_KEYS)}")
+    for key in ("metric", "op", "value"):
+        if key not in entry:
+            raise SuiteError(f"{where}: {label} needs '{key}'")
+    checks = [("metric", lambda v: isinstance(v, str) and v != "", "a metric name such as \"tv_witness.lower\""),
+              ("op", lambda v: v in OPS, f"one of {', '.join(OPS)}"),
+              ("value", _is_number, "a number"),
+              ("stat", lambda v: v in STATS, f"one of {', '.join(STATS)}"),
+              ("select", lambda v: isinstance(v, dict), "a table such as { sampler = \"ula\" }"),
+              ("why", lambda v: isinstance(v, str), "a string")]
+    for key, check, what in checks:
+        if key in entry and not check(entry[key]):
+            raise SuiteError(f"{_where(path, loc, 'claims', index, key)}: {label} {key} must be {what}, "
+                             f"got {entry[key]!r}")
+    select = tuple(sorted((k, _freeze(v)) for k, v in entry.get("select", {}).items()))
+    return Claim(entry["metric"], entry["op"], float(entry["value"]), select,
+                 entry.get("stat", "mean"), entry.get("why", ""), index)
+
+
+def parse_suite(path: str | Path) -> Suite:
+    """Read and check the structure of a suite file (components are not resolved here)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SuiteError(f"suite file '{path}' not found; pass the path of a .toml suite "
+                         "(e.g. suites/smoke.toml)") from None
+    except OSError as exc:
+        raise SuiteError(f"cannot read suite file '{path}': {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+    loc = Locator(text)
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise SuiteError(f"{_where(path, loc, key, None, None) if loc.table(key) else path}: unknown "
+                             f"table '{key}'{did_you_mean(key, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
+    if "suite" not in raw or "name" not in raw.get("suite", {}):
+        raise SuiteError(f"{path}: missing [suite] name = \"...\" (it names the output folder)")
+    settings = _settings(path, loc, raw, "suite", SUITE_KEYS)
+    data = _settings(path, loc, raw, "data", DATA_KEYS)
+    components: dict[str, list[ComponentSpec]] = {}
+    for kind in COMPONENT_TABLES:
+        entries = raw.get(kind)
+        if entries is None:
+            if kind in DEFAULT_COMPONENTS:
+                components[kind] = [ComponentSpec(kind, DEFAULT_COMPONENTS[kind], ())]
+                continue
+            raise SuiteError(f"{path}: no [[{kind}]] table; add at least one, e.g. "
+                             f"[[{kind}]] name = \"...\" (see `bench list {kind}`)")
+        if not isinstance(entries, list) or not entries:
+            raise SuiteError(f"{_where(path, loc, kind, None, None)}: '{kind}' must be written as one or more "
+                             f"[[{kind}]] tables")
+        specs: list[ComponentSpec] = []
+        for index, entry in enumerate(entries):
+            specs += _expand(path, loc, kind, index, entry)
+        components[kind] = list(dict.fromkeys(specs))
+    claims_raw = raw.get("claims", [])
+    if not isinstance(claims_raw, list):
+        raise SuiteError(f"{path}: claims must be written as [[claims]] tables")
+    claims = [_claim(path, loc, i, entry) for i, entry in enumerate(claims_raw)]
+    return Suite(path=path, name=settings["name"], description=settings["description"],
+                 seeds=list(settings["seeds"]), n_samples=settings["n_samples"],
+                 n_reference=settings["n_reference"] or settings["n_samples"],
+                 device=settings["device"], dtype=settings["dtype"],
+                 checkpoints=sorted(set(settings["checkpoints"])), n_train=data["n_train"],
+                 duplicate=data["duplicate"], rank_by=settings["rank_by"], components=components,
+                 claims=claims, locator=loc)

@@ -1,0 +1,1 @@
+"""Built-in plugins of bench, registered exactly like third-party ones."""
