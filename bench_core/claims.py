@@ -28,13 +28,27 @@ class ClaimOutcome:
     holds: bool
     values: list[tuple[str, float]]
 
+    def failing(self) -> list[tuple[str, float]]:
+        """The configurations that break the claim (NaN: the metric was not produced)."""
+        test = OPS[self.claim.op]
+        return [(label, v) for label, v in self.values if math.isnan(v) or not test(v, self.claim.value)]
+
     def line(self) -> str:
+        """One line: PASS/FAIL, the claim, and the worst (or failing) configurations."""
         c = self.claim
-        mark = "PASS" if self.holds else "FAIL"
         sel = ", ".join(f"{k}={v}" for k, v in c.select) or "all cells"
-        shown = "; ".join(f"{label}: {value:.4g}" for label, value in self.values) or "no cell produced it"
-        why = f"  ({c.why})" if c.why else ""
-        return f"{mark} {c.stat}({c.metric}) {c.op} {c.value:g} [{sel}] -> {shown}{why}"
+        head = f"{'PASS' if self.holds else 'FAIL'} {c.stat}({c.metric}) {c.op} {c.value:g} [{sel}]"
+        if not self.values:
+            return f"{head} -> no cell produced it"
+        if self.holds:
+            lower = c.op in (">=", ">")
+            worst = min(self.values, key=lambda lv: lv[1] if lower else -lv[1])
+            shown = f"worst {worst[1]:.4g} of {len(self.values)} configuration(s) ({worst[0]})"
+        else:
+            bad = self.failing()
+            shown = "; ".join(f"{label}: {v:.4g}" for label, v in bad[:3])
+            shown += f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        return f"{head} -> {shown}" + (f"  [{c.why}]" if c.why else "")
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.claim.metric, "op": self.claim.op, "value": self.claim.value,

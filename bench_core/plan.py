@@ -87,7 +87,8 @@ def _instantiate(suite: Suite, registry: Registry, spec: ComponentSpec, *args: A
     try:
         registry.get(spec.kind, spec.name)
     except BenchError as exc:
-        raise SuiteError(f"{where}: [[{spec.kind}]] #{spec.index + 1}: {exc}") from None
+        raise SuiteError(f"{suite.where(spec.kind, spec.index, 'name')}: [[{spec.kind}]] #{spec.index + 1}: "
+                         f"{exc}") from None
     try:
         return registry.create(spec.kind, spec.name, *args, **spec.kwargs)
     except PluginError:

@@ -106,7 +106,7 @@ def build_registry(extra: Iterable[ModuleType | Any] = (), *, entry_points: bool
         pm.register(obj, name=name)
         registry.plugins[name] = PluginInfo(name, plugin_version, source)
     for kind, hook_name in KINDS.items():
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
             _call_register_hook(registry, kind, impl)
     return registry
 

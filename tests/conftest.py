@@ -1,0 +1,55 @@
+"""Shared fixtures: a suite writer and a registry with the test-only plugins."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS / "plugins"))
+
+BASE_SUITE = """
+[suite]
+name = "t"
+seeds = [0, 1]
+n_samples = 200
+device = "cpu"
+
+[data]
+n_train = 50
+
+[[targets]]
+name = "gaussian"
+params = { dim = 3, mean = 1.0 }
+
+[[samplers]]
+name = "ula"
+params = { step_size = 0.05, n_steps = 20 }
+
+[[metrics]]
+name = "mean_error"
+"""
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """Write a suite file (dedented) and return its path."""
+
+    def write(text: str = BASE_SUITE, name: str = "suite.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def toy_registry():
+    """Built-ins plus tests/plugins/toy_plugins.py (broken and toy components)."""
+    import toy_plugins
+
+    from bench_core.plugin_manager import build_registry
+
+    return build_registry(extra=[toy_plugins], entry_points=False)

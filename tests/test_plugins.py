@@ -1,0 +1,188 @@
+"""Plugin discovery: built-ins, entry points of a real (dist-info) distribution, broken plugins."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from bench_core import hookimpl
+from bench_core.errors import PluginError
+from bench_core.plugin_manager import build_registry
+
+GOOD_PLUGIN = '''
+"""A third-party sampler plugin: ULA with a damped step, registered through an entry point."""
+import torch
+from bench_core import hookimpl
+
+__version__ = "1.2.3"
+
+
+class HalfStepULA:
+    family = "langevin"
+
+    def __init__(self, step_size: float = 0.01, n_steps: int = 50):
+        if step_size <= 0:
+            raise ValueError(f"parameter 'step_size' must be > 0, got {step_size}")
+        self.step_size, self.n_steps = step_size, n_steps
+
+    def sample(self, score, x0, *, generator, callback=None):
+        x = x0.clone()
+        h = self.step_size
+        for k in range(1, self.n_steps + 1):
+            x.add_(score(x, 0.0), alpha=h).add_(torch.randn(x.shape, generator=generator, dtype=x.dtype),
+                                                 alpha=(2 * h) ** 0.5)
+            if callback:
+                callback(k, k * h, x)
+        return x
+
+
+@hookimpl
+def register_samplers(register):
+    register("half_ula", HalfStepULA, description="ULA from an installed plugin")
+'''
+
+MISSPELLED_PLUGIN = '''
+from bench_core import hookimpl
+
+@hookimpl
+def register_sampler(register):
+    register("never", object)
+'''
+
+
+def install_dist(root: Path, dist: str, module: str, source: str, version: str = "1.2.3") -> None:
+    """Place a module and its .dist-info (with a ``bench`` entry point) in ``root``."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{dist}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[bench]\n{dist} = {module}\n")
+
+
+def bench(args: list[str], root: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(root), **env}
+    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
+                          env=environ, cwd=root, timeout=300)
+
+
+@pytest.fixture
+def plugin_root(tmp_path):
+    install_dist(tmp_path, "bench-toyplug", "bench_toyplug", GOOD_PLUGIN)
+    return tmp_path
+
+
+def test_installed_plugin_is_listed_and_runs_in_a_suite(plugin_root, write_suite):
+    result = bench(["plugins"], plugin_root)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("bench-toyplug"))
+    assert "1.2.3" in line and "sampler half_ula" in line and "entry point of bench-toyplug" in line
+    assert "bench_plugins.samplers" in result.stdout  # built-ins are listed the same way
+    suite = write_suite(textwrap.dedent("""
+        [suite]
+        name = "ep"
+        seeds = [0]
+        n_samples = 500
+        device = "cpu"
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2, mean = 1.0 }
+        [[samplers]]
+        name = "half_ula"
+        params = { step_size = 0.05, n_steps = 200 }
+        [[metrics]]
+        name = "mean_error"
+        [[claims]]
+        metric = "mean_error"
+        op = "<="
+        value = 0.3
+        """))
+    out = plugin_root / "out"
+    result = bench(["run", str(suite), "--out", str(out)], plugin_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout
+    assert "half_ula" in (out / "results.csv").read_text()
+
+
+def test_bench_plugins_env_restricts_entry_points(plugin_root):
+    result = bench(["plugins"], plugin_root, BENCH_PLUGINS="")
+    assert result.returncode == 0 and "bench-toyplug" not in result.stdout
+    result = bench(["list", "samplers"], plugin_root, BENCH_PLUGINS="bench-toyplug")
+    assert "half_ula" in result.stdout
+    result = bench(["plugins"], plugin_root, BENCH_PLUGINS="bench-toyplu")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("bench: error: BENCH_PLUGINS names 'bench-toyplu' (did you mean "
+                                     "'bench-toyplug'?), which is not an installed plugin; installed: bench-toyplug")
+
+
+@pytest.mark.parametrize("source, needles", [
+    (MISSPELLED_PLUGIN, ["plugin 'bench-broken'", "unknown hook 'register_sampler'",
+                         "did you mean 'register_samplers'"]),
+    ("import no_such_module_anywhere\n", ["plugin 'bench-broken'", "failed to load", "ModuleNotFoundError",
+                                          "BENCH_PLUGINS"]),
+    (GOOD_PLUGIN.replace('"half_ula"', '"ula"'), ["plugin 'bench-broken' registers sampler 'ula'",
+                                                  "already registered by plugin 'bench_plugins.samplers'"]),
+])
+def test_broken_installed_plugin_gives_one_clean_line(tmp_path, source, needles):
+    install_dist(tmp_path, "bench-broken", "bench_broken", source)
+    result = bench(["plugins"], tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def _plugin(**hooks) -> types.SimpleNamespace:
+    ns = types.SimpleNamespace(__name__="inline", **hooks)
+    return ns
+
+
+def test_factory_returning_the_wrong_thing_is_named():
+    @hookimpl
+    def register_samplers(register):
+        register("bad_sampler", lambda: object(), description="returns a plain object")
+
+    registry = build_registry(extra=[_plugin(register_samplers=register_samplers)], entry_points=False)
+    with pytest.raises(PluginError, match=r"plugin 'inline': the factory of sampler 'bad_sampler' returned "
+                                          r"object, but it lacks 'family', 'sample'"):
+        registry.create("samplers", "bad_sampler")
+
+
+def test_wrong_family_and_non_callable_factory():
+    class Weird:
+        family = "mcmc"
+
+        def sample(self, *a, **k):
+            return None
+
+    @hookimpl
+    def register_samplers(register):
+        register("weird", Weird)
+
+    registry = build_registry(extra=[_plugin(register_samplers=register_samplers)], entry_points=False)
+    with pytest.raises(PluginError, match="family is 'mcmc'"):
+        registry.create("samplers", "weird")
+
+    @hookimpl
+    def register_targets(register):
+        register("t", 42)
+
+    with pytest.raises(PluginError, match="not callable"):
+        build_registry(extra=[_plugin(register_targets=register_targets)], entry_points=False)
+
+
+def test_builtins_registered_and_listed(capsys):
+    from bench_core.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("gaussian", "exact", "standard_normal", "ula", "mean_error", "gaussian_kl", "local", "process",
+                 "leaderboard"):
+        assert f"  {name} " in out
+    assert main(["list", "sampler"]) == 2
+    assert "did you mean 'samplers'" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""Every bad input is refused before anything runs: exit 2, one line naming what and where."""
+from __future__ import annotations
+
+import pytest
+
+from bench_core.cli import main
+from conftest import BASE_SUITE
+
+
+def check(capsys, path):
+    rc = main(["check", str(path)])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bench: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+
+
+def test_valid_suite_prints_cell_count(write_suite, capsys):
+    rc, out, err = check(capsys, write_suite())
+    assert rc == 0, err
+    assert "2 cells" in out  # 1 target x 1 score x 1 init x 1 sampler x 2 seeds
+
+
+@pytest.mark.parametrize("edit, needles", [
+    # unknown key in [suite], with a did-you-mean and the line it is on (line 4: 'seed = ...')
+    (lambda s: s.replace("seeds = [0, 1]", "seed = [0, 1]"), ["suite.toml:4", "unknown key 'seed'",
+                                                           "did you mean 'seeds'"]),
+    # wrong type
+    (lambda s: s.replace("n_samples = 200", 'n_samples = "many"'), ["suite.toml:5", "n_samples must be",
+                                                                   "'many'"]),
+    # unknown component name with did-you-mean, located at its [[samplers]] table (line 14)
+    (lambda s: s.replace('name = "ula"', 'name = "ulaa"'), ["suite.toml:16", "unknown sampler 'ulaa'",
+                                                          "did you mean 'ula'"]),
+    # empty grid axis
+    (lambda s: s.replace("params = { step_size = 0.05, n_steps = 20 }",
+                         "params = { n_steps = 20 }\ngrid = { step_size = [] }"),
+     ["grid axis 'step_size'", "is empty", "[[samplers]]"]),
+    # params a factory rejects (ValueError from the factory), located at the param's line
+    (lambda s: s.replace("step_size = 0.05", "step_size = -1.0"), ["suite.toml:17", "sampler 'ula'",
+                                                                   "step_size", "> 0"]),
+    # a parameter the factory does not accept
+    (lambda s: s.replace("n_steps = 20", "nsteps = 20"), ["unknown parameter 'nsteps'",
+                                                         "did you mean 'n_steps'"]),
+    # unknown top-level table
+    (lambda s: s + "\n[[sampler]]\nname = 'ula'\n", ["unknown table 'sampler'", "did you mean 'samplers'"]),
+    # unknown key inside a component table
+    (lambda s: s.replace('[[metrics]]\nname = "mean_error"', '[[metrics]]\nname = "mean_error"\nparam = {}'),
+     ["unknown key 'param'", "[[metrics]] #1", "did you mean 'params'"]),
+    # broken TOML
+    (lambda s: s.replace("n_samples = 200", "n_samples = = 200"), ["invalid TOML", "line 5"]),
+    # claim on a metric the suite does not compute
+    (lambda s: s + '\n[[claims]]\nmetric = "gaussian_kll"\nop = "<="\nvalue = 1\n',
+     ["claim metric 'gaussian_kll'", "not computed"]),
+    # claim that selects nothing
+    (lambda s: s + '\n[[claims]]\nselect = { sampler = "ddpm" }\nmetric = "mean_error"\nop = "<="\nvalue = 1\n',
+     ["claim selects no cell"]),
+    # claim with a bad operator
+    (lambda s: s + '\n[[claims]]\nmetric = "mean_error"\nop = "=<"\nvalue = 1\n', ["op must be one of"]),
+    # missing suite name
+    (lambda s: s.replace('name = "t"\n', ""), ["missing [suite] name"]),
+    # target param of the wrong length
+    (lambda s: s.replace("mean = 1.0", "mean = [1.0, 2.0]"), ["target 'gaussian'", "mean", "dim = 3"]),
+])
+def test_bad_input_exits_2_with_one_located_line(write_suite, capsys, edit, needles):
+    rc, out, err = check(capsys, write_suite(edit(BASE_SUITE)))
+    assert rc == 2
+    assert_one_line_error(err, *needles)
+
+
+def test_missing_suite_file(capsys, tmp_path):
+    rc, _, err = check(capsys, tmp_path / "nope.toml")
+    assert rc == 2
+    assert_one_line_error(err, "nope.toml", "not found")
+
+
+def test_run_refuses_bad_suite_before_running(write_suite, capsys, tmp_path):
+    path = write_suite(BASE_SUITE.replace('name = "ula"', 'name = "ulaa"'))
+    rc = main(["run", str(path), "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_unknown_executor_and_only(write_suite, capsys, tmp_path):
+    path = write_suite()
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--executor", "proces"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "unknown executor 'proces'", "did you mean 'process'")
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--only", "sampler=ddpm"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "--only", "selects none")
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--only", "smapler=ula"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "unknown key 'smapler'", "did you mean 'sampler'")
+
+
+def test_grid_expansion_and_diffusion_collapse(write_suite, toy_registry):
+    from bench_core.session import plan_suite
+
+    text = BASE_SUITE.replace("params = { step_size = 0.05, n_steps = 20 }",
+                              "params = { n_steps = 20 }\ngrid = { step_size = [0.01, 0.02, 0.03] }")
+    text += '\n[[initializers]]\nname = "standard_normal"\n'
+    plan = plan_suite(write_suite(text), registry=toy_registry)
+    assert len(plan.cells) == 3 * 2
+    steps = sorted({dict(c.sampler.params)["step_size"] for c in plan.cells})
+    assert steps == [0.01, 0.02, 0.03]
+    assert len({c.key for c in plan.cells}) == len(plan.cells)

@@ -1,0 +1,166 @@
+"""bench_core.testing: built-in components pass every check; each broken toy fails with a
+message naming its defect."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench_core.errors import PluginError
+from bench_core.protocols import TrainingData
+from bench_core.testing import (check_initializer, check_metric, check_plugin, check_sampler, check_score,
+                                check_target)
+from bench_plugins.initializers import StandardNormal
+from bench_plugins.metrics import GaussianKL, MeanError
+from bench_plugins.samplers import ULA
+from bench_plugins.scores import ExactScore
+from bench_plugins.targets import GaussianTarget
+
+
+def _load_toys():
+    # tests/plugins is not a package (and `plugins` is the built-in package's folder name):
+    # load the module from its file under a unique name.
+    name = "bench_tests_toy_components"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "plugins" / "toy_components.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+toys = _load_toys()
+
+
+@pytest.fixture
+def target():
+    return GaussianTarget(3, 1.0, 2.0)
+
+
+@pytest.fixture
+def data(target):
+    train = target.sample(100, torch.Generator().manual_seed(0))
+    return TrainingData(train, train, 1)
+
+
+# ---------------------------------------------------------------- built-ins pass
+
+def test_builtin_target_passes(target):
+    check_target(target)
+    check_target(GaussianTarget(2, [0.0, -3.0], [0.1, 5.0]), n=100, seed=3)
+
+
+def test_builtin_score_passes(target, data):
+    check_score(ExactScore(target, data), target)
+
+
+def test_builtin_initializer_passes(target, data):
+    check_initializer(StandardNormal(), target, data)
+
+
+def test_builtin_sampler_passes():
+    check_sampler(ULA(step_size=0.01, n_steps=500))
+    check_sampler(ULA(), dim=3, n=2000, seed=5)  # the defaults: (1 - h)^1000 = 0.08 of the gap is left
+
+
+@pytest.mark.parametrize("metric", [MeanError(), GaussianKL()], ids=["mean_error", "gaussian_kl"])
+def test_builtin_metrics_pass(metric):
+    check_metric(metric)
+
+
+def test_checks_restore_the_default_dtype():
+    previous = torch.get_default_dtype()
+    check_sampler(ULA(step_size=0.01, n_steps=100), n=500, tol=0.5)
+    check_target(GaussianTarget(2), n=50)
+    assert torch.get_default_dtype() == previous
+
+
+# ---------------------------------------------------------------- broken toys fail, naming the defect
+
+@pytest.mark.parametrize("sampler, match", [
+    (toys.InPlaceSampler(), "modified x0 in place"),
+    (toys.WrongShapeSampler(), r"has shape \[3999, 2\], expected \[4000, 2\]"),
+    (toys.GlobalRNGSampler(), "not deterministic.*global RNG"),
+    (toys.SilentSampler(), "never called callback"),
+    (toys.TensorTimeSampler(), "callback got t .*Tensor.*not a float"),
+    (toys.LazySampler(), r"exact score of N\(1, I_2\).*mean"),
+    (toys.HotSampler(), r"exact score of N\(1, I_2\).*std 1\.4"),
+    (toys.BadFamilySampler(), "family is 'mcmc'"),
+    (toys.NoCallbackArgSampler(), r"does not accept \(score, x0, generator=, callback=\)"),
+], ids=lambda v: type(v).__name__ if not isinstance(v, str) else "")
+def test_broken_samplers_fail(sampler, match):
+    with pytest.raises(AssertionError, match=f"sampler {type(sampler).__name__}: .*{match}"):
+        check_sampler(sampler)
+
+
+def test_broken_scores_fail(target):
+    with pytest.raises(AssertionError, match=r"score Float64Score: .*dtype torch\.float64, expected torch\.float32"):
+        check_score(toys.Float64Score(target), target)
+    with pytest.raises(AssertionError, match=r"region\(x\).*dtype .*expected torch\.bool"):
+        check_score(toys.BadRegionScore(target), target)
+    with pytest.raises(AssertionError, match="modified its input x in place"):
+        check_score(toys.InPlaceScore(target), target)
+
+
+def test_wrong_score_target_fails():
+    with pytest.raises(AssertionError, match=r"target WrongScoreTarget: score\(x, t=0\.0\) is not the gradient "
+                                             r"of log_prob"):
+        check_target(toys.WrongScoreTarget(2, 1.0, 1.0))
+
+
+def test_float32_target_fails_under_float64_default():
+    with pytest.raises(AssertionError, match=r"Float32Target: .*default dtype torch\.float64.*dtype "
+                                             r"torch\.float32, expected torch\.float64"):
+        check_target(toys.Float32Target(2))
+
+
+def test_broken_initializer_fails(target, data):
+    with pytest.raises(AssertionError, match="initializer GlobalRNGInitializer: is not deterministic"):
+        check_initializer(toys.GlobalRNGInitializer(), target, data)
+
+
+@pytest.mark.parametrize("metric, match", [
+    (toys.TensorMetric(), r"returned tensor\(.*\) \(Tensor\), not a finite float"),
+    (toys.NoisyMetric(), "is not deterministic"),
+    (toys.StringHigherMetric(), "higher_is_better is 'no', not a bool"),
+], ids=lambda v: type(v).__name__ if not isinstance(v, str) else "")
+def test_broken_metrics_fail(metric, match):
+    with pytest.raises(AssertionError, match=f"metric {type(metric).__name__}: {match}"):
+        check_metric(metric)
+
+
+def test_protocol_violations_fail(target):
+    with pytest.raises(AssertionError, match="does not follow the Target protocol: it lacks 'score'"):
+        check_target(type("NoScore", (), {"dim": 2, "sample": None, "log_prob": None})())
+    with pytest.raises(AssertionError, match="does not follow the ScoreEstimate protocol"):
+        check_score(object(), target)
+
+
+# ---------------------------------------------------------------- check_plugin
+
+def test_check_plugin_reports_statuses():
+    plugin = toys.make_plugin("toy_good_plugin",
+                              samplers={"toy_ula": lambda: ULA(step_size=0.01, n_steps=400),
+                                        "toy_needs_params": toys.make_sampler_needing_params},
+                              metrics={"toy_mean_error": MeanError})
+    statuses = check_plugin(plugin)
+    assert sorted(statuses) == [
+        ("metrics", "toy_mean_error", "ok"),
+        ("samplers", "toy_needs_params", "skipped: factory needs params step_size"),
+        ("samplers", "toy_ula", "ok"),
+    ]
+
+
+def test_check_plugin_fails_on_a_broken_component():
+    plugin = toys.make_plugin("toy_bad_plugin", samplers={"toy_inplace": toys.InPlaceSampler})
+    with pytest.raises(AssertionError, match="plugin 'toy_bad_plugin', sampler 'toy_inplace' .*modified x0"):
+        check_plugin(plugin)
+
+
+def test_check_plugin_propagates_plugin_errors():
+    plugin = toys.make_plugin("toy_dup_plugin", samplers={"ula": toys.SilentSampler})  # name taken by built-in
+    with pytest.raises(PluginError, match="already registered"):
+        check_plugin(plugin)
