@@ -186,7 +186,8 @@ def check_initializer(initializer: Any, target: Any, data: TrainingData, *, n: i
              "different points", _RNG_FIX)
 
 
-def check_sampler(sampler: Any, *, dim: int = 2, n: int = 4000, seed: int = 0, tol: float = 0.25) -> None:
+def check_sampler(sampler: Any, *, dim: int = 2, n: int = 4000, seed: int = 0,
+                  tol: float = 0.25) -> None:
     """Check a Sampler: protocol, shapes, callback, determinism and where it lands.
 
     Parameters
@@ -353,7 +354,7 @@ def check_plugin(module: Any) -> list[tuple[str, str, str]]:
                 status = f"skipped: does not apply to a Gaussian target ({exc})"
             except (AssertionError, ValueError, TypeError) as exc:
                 why = str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
-                raise AssertionError(f"plugin '{plugin}', {SINGULAR[comp.kind]} '{comp.name}' built with "
-                                     f"default params: {why}") from exc
+                raise AssertionError(f"plugin '{plugin}', {SINGULAR[comp.kind]} '{comp.name}' built "
+                                     f"with default params: {why}") from exc
         results.append((comp.kind, comp.name, status))
     return results

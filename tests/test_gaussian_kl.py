@@ -28,7 +28,8 @@ def random_spd(d: int, seed: int) -> torch.Tensor:
 
 
 def closed_form_kl(m1: torch.Tensor, s1: torch.Tensor, m2: torch.Tensor, s2: torch.Tensor) -> float:
-    """KL(N(m1,S1) || N(m2,S2)) = 1/2 [tr(S2^-1 S1) + (m2-m1)^T S2^-1 (m2-m1) - d + log det S2 - log det S1]."""
+    """KL(N(m1,S1) || N(m2,S2))
+    = 1/2 [tr(S2^-1 S1) + (m2-m1)^T S2^-1 (m2-m1) - d + log det S2 - log det S1]."""
     d = m1.shape[0]
     diff = m2 - m1
     trace = torch.trace(torch.linalg.solve(s2, s1))

@@ -11,8 +11,8 @@ import torch
 
 from bench_core.errors import PluginError
 from bench_core.protocols import TrainingData
-from bench_core.testing import (check_initializer, check_metric, check_plugin, check_sampler, check_score,
-                                check_target)
+from bench_core.testing import (check_initializer, check_metric, check_plugin, check_sampler,
+                                check_score, check_target)
 from bench_plugins.initializers import StandardNormal
 from bench_plugins.metrics import GaussianKL, MeanError
 from bench_plugins.samplers import ULA
@@ -25,7 +25,8 @@ def _load_toys():
     # load the module from its file under a unique name.
     name = "bench_tests_toy_components"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "plugins" / "toy_components.py")
+        path = Path(__file__).parent / "plugins" / "toy_components.py"
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -97,7 +98,8 @@ def test_broken_samplers_fail(sampler, match):
 
 
 def test_broken_scores_fail(target):
-    with pytest.raises(AssertionError, match=r"score Float64Score: .*dtype torch\.float64, expected torch\.float32"):
+    with pytest.raises(AssertionError,
+                       match=r"score Float64Score: .*dtype torch\.float64, expected torch\.float32"):
         check_score(toys.Float64Score(target), target)
     with pytest.raises(AssertionError, match=r"region\(x\).*dtype .*expected torch\.bool"):
         check_score(toys.BadRegionScore(target), target)
@@ -106,8 +108,8 @@ def test_broken_scores_fail(target):
 
 
 def test_wrong_score_target_fails():
-    with pytest.raises(AssertionError, match=r"target WrongScoreTarget: score\(x, t=0\.0\) is not the gradient "
-                                             r"of log_prob"):
+    with pytest.raises(AssertionError,
+                       match=r"target WrongScoreTarget: score\(x, t=0\.0\) is not the gradient of log_prob"):
         check_target(toys.WrongScoreTarget(2, 1.0, 1.0))
 
 
@@ -142,25 +144,47 @@ def test_protocol_violations_fail(target):
 # ---------------------------------------------------------------- check_plugin
 
 def test_check_plugin_reports_statuses():
-    plugin = toys.make_plugin("toy_good_plugin",
-                              samplers={"toy_ula": lambda: ULA(step_size=0.01, n_steps=400),
-                                        "toy_needs_params": toys.make_sampler_needing_params},
-                              metrics={"toy_mean_error": MeanError})
+    plugin = toys.make_plugin(
+        "toy_good_plugin",
+        targets={"toy_gaussian": lambda: GaussianTarget(2, mean=-1.0, std=0.5)},
+        scores={"toy_exact": ExactScore, "toy_scaled": lambda target, data, factor: ExactScore(target, data)},
+        initializers={"toy_normal": StandardNormal},
+        samplers={"toy_ula": lambda: ULA(step_size=0.01, n_steps=400),
+                  "toy_needs_params": toys.make_sampler_needing_params},
+        metrics={"toy_mean_error": MeanError, "toy_mixture_only": toys.GaussianOnlyNotMetric})
     statuses = check_plugin(plugin)
     assert sorted(statuses) == [
+        ("initializers", "toy_normal", "ok"),
         ("metrics", "toy_mean_error", "ok"),
+        ("metrics", "toy_mixture_only",
+         "skipped: does not apply to a Gaussian target (toy: applies to mixtures only)"),
         ("samplers", "toy_needs_params", "skipped: factory needs params step_size"),
         ("samplers", "toy_ula", "ok"),
+        ("scores", "toy_exact", "ok"),
+        ("scores", "toy_scaled", "skipped: factory needs params factor"),
+        ("targets", "toy_gaussian", "ok"),
     ]
 
 
 def test_check_plugin_fails_on_a_broken_component():
     plugin = toys.make_plugin("toy_bad_plugin", samplers={"toy_inplace": toys.InPlaceSampler})
-    with pytest.raises(AssertionError, match="plugin 'toy_bad_plugin', sampler 'toy_inplace' .*modified x0"):
+    with pytest.raises(AssertionError,
+                       match="plugin 'toy_bad_plugin', sampler 'toy_inplace' .*modified x0"):
         check_plugin(plugin)
 
 
 def test_check_plugin_propagates_plugin_errors():
-    plugin = toys.make_plugin("toy_dup_plugin", samplers={"ula": toys.SilentSampler})  # name taken by built-in
+    # "ula" is already registered by the built-in samplers plugin
+    plugin = toys.make_plugin("toy_dup_plugin", samplers={"ula": toys.SilentSampler})
     with pytest.raises(PluginError, match="already registered"):
+        check_plugin(plugin)
+
+
+def test_check_plugin_fails_on_a_wrong_target_and_a_rejected_default():
+    plugin = toys.make_plugin("toy_bad_target", targets={"toy_wrong": lambda: toys.WrongScoreTarget(2)})
+    with pytest.raises(AssertionError, match="plugin 'toy_bad_target', target 'toy_wrong' .*not the gradient"):
+        check_plugin(plugin)
+    plugin = toys.make_plugin("toy_bad_default", samplers={"toy_ula0": lambda: ULA(step_size=0.0)})
+    with pytest.raises(AssertionError, match="sampler 'toy_ula0' built with default params: ValueError: "
+                                             "parameter 'step_size'"):
         check_plugin(plugin)

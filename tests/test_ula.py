@@ -45,7 +45,7 @@ def ula_law(mu0: float, v0: float, m: float, s: float, h: float, k: int) -> tupl
 
 
 def gaussian_kl_isotropic(mu: float, v: float, m: float, s: float, d: int) -> float:
-    """KL( N(mu 1, v I_d) || N(m 1, s^2 I_d) ) = d/2 (v/s^2 - 1 - log(v/s^2)) + d (mu - m)^2 / (2 s^2)."""
+    """KL( N(mu 1, v I_d) || N(m 1, s^2 I_d) ) = d/2 (v/s^2 - 1 - log(v/s^2)) + d (mu-m)^2 / (2 s^2)."""
     r = v / s**2
     return 0.5 * d * (r - 1 - math.log(r)) + 0.5 * d * (mu - m) ** 2 / s**2
 
@@ -125,8 +125,9 @@ def test_callback_sees_every_step_with_time_k_h():
     def callback(step, t, x):
         calls.append((step, t, x.clone()))
 
-    out = ULA(step_size=h, n_steps=k).sample(ExactScore(target, None), x0,
-                                            generator=torch.Generator().manual_seed(1), callback=callback)
+    sampler = ULA(step_size=h, n_steps=k)
+    out = sampler.sample(ExactScore(target, None), x0, generator=torch.Generator().manual_seed(1),
+                         callback=callback)
     assert [c[0] for c in calls] == list(range(1, k + 1))
     assert all(type(step) is int and isinstance(t, float) for step, t, _ in calls)
     for step, t, x in calls:

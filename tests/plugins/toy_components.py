@@ -10,6 +10,7 @@ import types
 import torch
 
 from bench_core import hookimpl
+from bench_core.errors import SkipMetric
 from bench_plugins.samplers import ULA
 from bench_plugins.targets import GaussianTarget
 
@@ -44,7 +45,8 @@ class WrongShapeSampler(_ToySampler):
     """Defect: drops the last particle."""
 
     def sample(self, score, x0, *, generator, callback=None):
-        return ULA(self.step_size, self.n_steps).sample(score, x0, generator=generator, callback=callback)[:-1]
+        out = ULA(self.step_size, self.n_steps).sample(score, x0, generator=generator, callback=callback)
+        return out[:-1]
 
 
 class GlobalRNGSampler(_ToySampler):
@@ -189,21 +191,23 @@ def make_sampler_needing_params(step_size, n_steps=10):
     return ULA(step_size, n_steps)
 
 
-def make_plugin(name: str, samplers: dict, metrics: dict | None = None) -> types.ModuleType:
-    """A module-like plugin registering the given sampler (and metric) factories."""
+class GaussianOnlyNotMetric:
+    """Not a defect: a metric that does not apply to Gaussian targets (raises SkipMetric)."""
+
+    higher_is_better = False
+
+    def __call__(self, samples, ctx):
+        raise SkipMetric("toy: applies to mixtures only")
+
+
+def make_plugin(name: str, **components: dict) -> types.ModuleType:
+    """A module-like plugin: ``make_plugin("p", samplers={"a": factory}, metrics={...})`` gets one
+    ``@hookimpl register_<kind>`` function per kind given."""
     module = types.ModuleType(name)
-
-    @hookimpl
-    def register_samplers(register):
-        for key, factory in samplers.items():
-            register(key, factory, description="toy")
-
-    module.register_samplers = register_samplers
-    if metrics:
-        @hookimpl
-        def register_metrics(register):
-            for key, factory in metrics.items():
+    for kind, factories in components.items():
+        def register_kind(register, factories=factories):
+            for key, factory in factories.items():
                 register(key, factory, description="toy")
 
-        module.register_metrics = register_metrics
+        setattr(module, f"register_{kind}", hookimpl(register_kind))
     return module

@@ -1,0 +1,126 @@
+"""Runner behaviour: statuses, checkpoints, determinism across executors, common random numbers."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench_core.results import load_results
+from bench_core.seeding import derive_seed
+from bench_core.session import run_suite
+from conftest import BASE_SUITE
+
+
+def run(write_suite, tmp_path, text, registry, **kw):
+    path = write_suite(text)
+    return run_suite(path, out=tmp_path / "out", registry=registry, **kw), tmp_path / "out"
+
+
+def test_diverged_failed_skipped_cells_are_recorded_and_the_run_goes_on(write_suite, tmp_path, toy_registry):
+    text = BASE_SUITE.replace('[[samplers]]\nname = "ula"\nparams = { step_size = 0.05, n_steps = 20 }',
+                              '[[samplers]]\nname = "ula"\nparams = { step_size = 0.05, n_steps = 20 }\n'
+                              '[[samplers]]\nname = "toy_exploding"\n[[samplers]]\nname = "toy_raising"\n'
+                              '[[samplers]]\nname = "toy_skipping"')
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    assert summary.statuses == {"done": 2, "diverged": 2, "failed": 2, "skipped": 2}
+    assert summary.exit_code == 1  # failed and diverged cells make the run fail
+    results = load_results(out).results
+    errors = results[results["metric"] == "error"].set_index("sampler")
+    assert set(errors["status"]) == {"diverged", "failed", "skipped"}
+    assert errors.loc["toy_exploding", "reason"].iloc[0].startswith("non-finite particles at step 2")
+    assert "RuntimeError: deliberate failure in toy sampler" in errors.loc["toy_raising", "reason"].iloc[0]
+    assert errors.loc["toy_skipping", "reason"].iloc[0] == "toy sampler does not apply to this target"
+    assert errors["value"].isna().all()
+    done = results[results["sampler"] == "ula"]
+    assert (done["status"] == "done").all() and done["value"].notna().all()
+
+
+def test_exploding_diverges_at_the_first_non_finite_step(write_suite, tmp_path, toy_registry):
+    # x0 ~ N(1, I): |x| ~ 1, float32 max ~ 3.4e38: after 2 multiplications by 1e30 it overflows to inf.
+    text = BASE_SUITE.replace('name = "ula"', 'name = "toy_exploding"').replace(
+        "params = { step_size = 0.05, n_steps = 20 }", "")
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    reasons = load_results(out).results["reason"]
+    assert set(reasons) == {"non-finite particles at step 2 (t=2)"}
+
+
+def test_skipped_and_failed_metrics_keep_the_other_metrics(write_suite, tmp_path, toy_registry):
+    text = BASE_SUITE + '\n[[metrics]]\nname = "toy_broken"\n[[metrics]]\nname = "gaussian_kl"\n'
+    text = text.replace('name = "gaussian"\nparams = { dim = 3, mean = 1.0 }',
+                        'name = "gaussian"\nparams = { dim = 3, mean = 1.0 }')
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    results = load_results(out).results
+    by_metric = results.groupby("metric")["status"].agg(set)
+    assert by_metric["mean_error"] == {"done"} and by_metric["gaussian_kl"] == {"done"}
+    assert by_metric["toy_broken"] == {"failed"}
+    assert "ZeroDivisionError" in results[results["metric"] == "toy_broken"]["reason"].iloc[0]
+    assert summary.exit_code == 1
+
+
+def test_checkpoints_write_trajectory(write_suite, tmp_path, toy_registry):
+    text = BASE_SUITE.replace('device = "cpu"', 'device = "cpu"\ncheckpoints = [0, 5, 20, 999]')
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    traj = load_results(out).trajectory
+    assert sorted(set(traj["step"])) == [0, 5, 20]  # 999 is beyond the 20 steps: never reached
+    assert set(traj["t"]) == {0.0, 0.25, 1.0}  # Langevin time k * h with h = 0.05
+    final = load_results(out).results.set_index(["cell", "metric"])["value"]
+    at_20 = traj[traj["step"] == 20].set_index(["cell", "metric"])["value"]
+    pd.testing.assert_series_equal(final.sort_index(), at_20.sort_index(), check_names=False)
+
+
+def test_common_random_numbers(write_suite, tmp_path, toy_registry):
+    """Two samplers in the same seed see the same data and starts; different seeds do not."""
+    text = BASE_SUITE.replace('name = "mean_error"', 'name = "toy_start"') + (
+        '\n[[samplers]]\nname = "toy_identity"\n')
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    res = load_results(out).results.pivot_table(index=["seed", "sampler"], columns="metric", values="value")
+    for seed in (0, 1):
+        assert res.loc[(seed, "ula"), "toy_start.x0"] == res.loc[(seed, "toy_identity"), "toy_start.x0"]
+        assert res.loc[(seed, "ula"), "toy_start.train"] == res.loc[(seed, "toy_identity"), "toy_start.train"]
+    assert res.loc[(0, "ula"), "toy_start.x0"] != res.loc[(1, "ula"), "toy_start.x0"]
+    assert derive_seed(0, "train", {"a": 1}) != derive_seed(0, "init", {"a": 1})
+    assert derive_seed(0, "train", {"a": 1}) == derive_seed(0, "train", {"a": 1})
+
+
+def test_same_numbers_on_every_executor_and_order(write_suite, tmp_path, toy_registry):
+    from bench_core.plugin_manager import get_registry
+
+    text = BASE_SUITE.replace("params = { step_size = 0.05, n_steps = 20 }",
+                              "params = { n_steps = 50 }\ngrid = { step_size = [0.01, 0.1] }")
+    text += '\n[[metrics]]\nname = "gaussian_kl"\n'
+    path = write_suite(text)
+    registry = get_registry()
+    run_suite(path, out=tmp_path / "local", registry=registry)
+    run_suite(path, out=tmp_path / "process", registry=registry, executor="process", workers=2)
+    # a different cell order: seeds reversed, and a subset run first then the rest (a resume)
+    reordered = write_suite(text.replace("seeds = [0, 1]", "seeds = [1, 0]"), name="reordered.toml")
+    run_suite(reordered, out=tmp_path / "resumed", registry=registry, only="seed=0")
+    run_suite(reordered, out=tmp_path / "resumed", registry=registry)
+    frames = {}
+    for name in ("local", "process", "resumed"):
+        df = load_results(tmp_path / name).results
+        frames[name] = df.drop(columns=["wall_s"]).sort_values(["cell", "metric"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(frames["local"], frames["process"])
+    pd.testing.assert_frame_equal(frames["local"], frames["resumed"])
+    assert not any(math.isnan(v) for v in frames["local"]["value"])
+
+
+def test_rerun_and_resume_skip_logic(write_suite, tmp_path, toy_registry):
+    path = write_suite()
+    first = run_suite(path, out=tmp_path / "o", registry=toy_registry)
+    again = run_suite(path, out=tmp_path / "o", registry=toy_registry)
+    forced = run_suite(path, out=tmp_path / "o", registry=toy_registry, rerun=True)
+    assert (first.n_run, again.n_run, again.n_skipped_finished, forced.n_run) == (2, 0, 2, 2)
+    results = load_results(tmp_path / "o").results
+    assert len(results) == 2  # 2 cells x 1 metric, never duplicated
+
+
+@pytest.mark.parametrize("op, value, holds", [("<=", 10.0, True), (">", 10.0, False)])
+def test_claims_decide_the_exit_code(write_suite, tmp_path, toy_registry, op, value, holds):
+    text = BASE_SUITE + f'\n[[claims]]\nselect = {{ sampler = "ula" }}\nmetric = "mean_error"\nop = "{op}"\n' \
+                        f'value = {value}\nwhy = "test"\n'
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    assert summary.claims[0].holds is holds
+    assert summary.exit_code == (0 if holds else 1)
+    assert ("PASS" if holds else "FAIL") in (out / "leaderboard.md").read_text()
