@@ -182,7 +182,8 @@ def test_check_plugin_propagates_plugin_errors():
 
 def test_check_plugin_fails_on_a_wrong_target_and_a_rejected_default():
     plugin = toys.make_plugin("toy_bad_target", targets={"toy_wrong": lambda: toys.WrongScoreTarget(2)})
-    with pytest.raises(AssertionError, match="plugin 'toy_bad_target', target 'toy_wrong' .*not the gradient"):
+    with pytest.raises(AssertionError,
+                       match="plugin 'toy_bad_target', target 'toy_wrong' .*not the gradient"):
         check_plugin(plugin)
     plugin = toys.make_plugin("toy_bad_default", samplers={"toy_ula0": lambda: ULA(step_size=0.0)})
     with pytest.raises(AssertionError, match="sampler 'toy_ula0' built with default params: ValueError: "
