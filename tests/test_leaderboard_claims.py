@@ -1,0 +1,109 @@
+"""Leaderboard statistics (mean, std, t-interval, ranking) and claim evaluation on known tables."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench_core.claims import evaluate_claims
+from bench_core.cli import main
+from bench_core.leaderboard import leaderboard_tables, summarize
+from bench_core.results import RESULT_COLUMNS, RunResults
+from bench_core.suite import Claim
+
+
+def table(rows):
+    """rows: (sampler, step, seed, metric, value, status)."""
+    out = []
+    for sampler, step, seed, metric, value, status in rows:
+        out.append({"cell": f"{sampler}{step}{seed}", "target": "gaussian", "score": "exact",
+                    "initializer": "standard_normal", "sampler": sampler, "seed": seed,
+                    "target_params": json.dumps({"dim": 2}), "score_params": "{}", "initializer_params": "{}",
+                    "sampler_params": json.dumps({"step_size": step}), "status": status, "metric": metric,
+                    "value": value, "wall_s": 0.1, "reason": ""})
+    return pd.DataFrame(out, columns=RESULT_COLUMNS)
+
+
+VALUES_A = [0.10, 0.14, 0.12]
+VALUES_B = [0.30, 0.20, 0.40]
+RESULTS = table([("ula", 0.01, s, "kl", v, "done") for s, v in enumerate(VALUES_A)]
+                + [("ula", 0.1, s, "kl", v, "done") for s, v in enumerate(VALUES_B)]
+                + [("ula", 0.1, 3, "error", math.nan, "diverged")])
+
+
+def test_summary_mean_std_and_t_interval():
+    summary = summarize(RESULTS).set_index("sampler_params")
+    a = summary.loc[json.dumps({"step_size": 0.01})]
+    assert a["n"] == 3
+    assert a["mean"] == pytest.approx(np.mean(VALUES_A))
+    assert a["std"] == pytest.approx(np.std(VALUES_A, ddof=1))
+    # 95% interval half-width: t_{0.975, n-1} * s / sqrt(n), t_{0.975,2} = 4.303
+    assert a["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * np.std(VALUES_A, ddof=1) / math.sqrt(3))
+    assert stats.t.ppf(0.975, 2) == pytest.approx(4.3027, abs=1e-4)
+
+
+def test_ranking_respects_direction():
+    low_first = leaderboard_tables(RunResults(RESULTS, pd.DataFrame(), {"higher_is_better": {"kl": False}}))
+    _, t = low_first[0]
+    assert list(t["sampler"]) == ["ula(step_size=0.01)", "ula(step_size=0.1)"] and list(t["rank"]) == [1, 2]
+    high_first = leaderboard_tables(RunResults(RESULTS, pd.DataFrame(), {"higher_is_better": {"kl": True}}))
+    assert list(high_first[0][1]["sampler"]) == ["ula(step_size=0.1)", "ula(step_size=0.01)"]
+
+
+@pytest.mark.parametrize("stat, op, value, holds, expected", [
+    ("mean", "<=", 0.3, True, [np.mean(VALUES_A), np.mean(VALUES_B)]),
+    ("max", "<=", 0.3, False, [max(VALUES_A), max(VALUES_B)]),
+    ("min", ">=", 0.1, True, [min(VALUES_A), min(VALUES_B)]),
+    ("median", "<", 0.3, False, [np.median(VALUES_A), np.median(VALUES_B)]),
+])
+def test_claim_stats_per_configuration(stat, op, value, holds, expected):
+    outcome, = evaluate_claims([Claim("kl", op, value, (("sampler", "ula"),), stat)], RESULTS)
+    assert outcome.holds is holds
+    assert [v for _, v in outcome.values] == pytest.approx(expected)
+
+
+def test_claim_selecting_by_param_and_missing_metric():
+    outcome, = evaluate_claims([Claim("kl", "<=", 0.125, (("sampler.step_size", 0.01),), "mean")], RESULTS)
+    assert outcome.holds and outcome.values[0][1] == pytest.approx(0.12)
+    outcome, = evaluate_claims([Claim("kl", "<=", 1.0, (("seed", 3),), "mean")], RESULTS)
+    assert not outcome.holds  # the only cell of seed 3 diverged: no value, the claim cannot hold
+    assert math.isnan(outcome.values[0][1])
+
+
+def test_bench_show_prints_the_leaderboard(write_suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite()), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "# t leaderboard" in shown and "mean_error" in shown and "Ranked by `mean_error`" in shown
+    assert shown.strip() == (out / "leaderboard.md").read_text().strip()
+    assert main(["show", str(tmp_path / "missing")]) == 2
+    assert "no results.csv" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise():
+    import io
+
+    from bench_core.progress import Progress
+
+    plain = io.StringIO()
+    p = Progress(2, stream=plain, live=False)
+    p.start_cell("cell A", 10)
+    p.on_step(5)
+    p.finish_cell("cell A", "done", 1.5)
+    p.finish_cell("cell B", "diverged", 0.5, "non-finite particles at step 3")
+    assert plain.getvalue().splitlines() == ["[1/2] done 1.5s cell A",
+                                             "[2/2] diverged 0.5s cell B: non-finite particles at step 3"]
+    live = io.StringIO()
+    p = Progress(2, stream=live, live=True)
+    p.start_cell("cell A", 10)
+    p.on_step(5)
+    p.finish_cell("cell A", "done", 1.5)
+    p.close()
+    text = live.getvalue()
+    assert "\r" in text and "0/2 cells" in text and "1/2 cells" in text and "cell A" in text
