@@ -57,21 +57,24 @@ class ClaimOutcome:
 
 
 def _matches(results: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.Series:
+    """Rows matching a claim's select; a list value means any of its entries."""
     mask = pd.Series(True, index=results.index)
-    for key, value in select:
+    for key, wanted in select:
+        options = [_thaw(v) for v in wanted] if isinstance(wanted, tuple) else [wanted]
         if key == "seed" or "." not in key:
-            mask &= results[key] == value
+            mask &= results[key].isin(options)
         else:
             axis, param = key.split(".", 1)
             parsed = results[f"{axis}_params"].map(json.loads)
-            mask &= parsed.map(lambda p: _equal(p.get(param), value))
+            mask &= parsed.map(lambda p: p.get(param, _MISSING) in options)
     return mask
 
 
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(b, tuple):
-        b = list(b)
-    return a == b
+_MISSING = object()
+
+
+def _thaw(value: Any) -> Any:
+    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _label(row: pd.Series) -> str:

@@ -102,18 +102,21 @@ def _instantiate(suite: Suite, registry: Registry, spec: ComponentSpec, *args: A
 
 
 def select_matches(cell: Cell, select: Iterable[tuple[str, Any]]) -> bool:
-    """Whether a cell matches ``{axis: name, "seed": s, "<axis>.<param>": value}``."""
-    for key, value in select:
+    """Whether a cell matches ``{axis: name, "seed": s, "<axis>.<param>": value}``.
+
+    A list value means "any of these" (to select a list-valued param, nest it: ``[[1, 2]]``).
+    """
+    for key, wanted in select:
+        options = wanted if isinstance(wanted, tuple) else (wanted,)
         if key == "seed":
-            if cell.seed != value:
-                return False
+            have = cell.seed
         elif key in AXES:
-            if cell.spec(key).name != value:
-                return False
+            have = cell.spec(key).name
         else:
             axis, param = key.split(".", 1)
-            if dict(cell.spec(axis).params).get(param, _MISSING) != value:
-                return False
+            have = dict(cell.spec(axis).params).get(param, _MISSING)
+        if have not in options:
+            return False
     return True
 
 

@@ -107,3 +107,10 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise():
     p.close()
     text = live.getvalue()
     assert "\r" in text and "0/2 cells" in text and "1/2 cells" in text and "cell A" in text
+
+
+def test_claim_select_list_means_any_of():
+    outcome, = evaluate_claims([Claim("kl", "<=", 0.5, (("sampler.step_size", (0.01, 0.1)),), "mean")], RESULTS)
+    assert len(outcome.values) == 2 and outcome.holds
+    outcome, = evaluate_claims([Claim("kl", "<=", 0.5, (("seed", (0, 1)),), "max")], RESULTS)
+    assert [v for _, v in outcome.values] == pytest.approx([0.14, 0.30])
