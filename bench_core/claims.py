@@ -61,7 +61,7 @@ def _matches(results: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.S
     mask = pd.Series(True, index=results.index)
     for key, wanted in select:
         options = [_thaw(v) for v in wanted] if isinstance(wanted, tuple) else [wanted]
-        if key == "seed" or "." not in key:
+        if key in ("seed", "step") or "." not in key:
             mask &= results[key].isin(options)
         else:
             axis, param = key.split(".", 1)
@@ -86,11 +86,13 @@ def _label(row: pd.Series) -> str:
     return "/".join(parts)
 
 
-def evaluate_claims(claims: list[Claim], results: pd.DataFrame) -> list[ClaimOutcome]:
-    """Check each claim against the tidy results table."""
+def evaluate_claims(claims: list[Claim], results: pd.DataFrame,
+                    trajectory: pd.DataFrame | None = None) -> list[ClaimOutcome]:
+    """Check each claim against the tidy results (or, when it selects a ``step``, the trajectory)."""
     outcomes = []
     for claim in claims:
-        selected = results[_matches(results, claim.select)]
+        table = results if "step" not in dict(claim.select) or trajectory is None else trajectory
+        selected = table[_matches(table, claim.select)]
         values = []
         for _, group in selected.groupby(CONFIG_COLUMNS, sort=False):
             rows = group[(group["metric"] == claim.metric) & (group["status"] == "done")]

@@ -108,6 +108,8 @@ def select_matches(cell: Cell, select: Iterable[tuple[str, Any]]) -> bool:
     """
     for key, wanted in select:
         options = wanted if isinstance(wanted, tuple) else (wanted,)
+        if key == "step":
+            continue  # a checkpoint, not a property of the cell (claims read it from trajectory.csv)
         if key == "seed":
             have = cell.seed
         elif key in AXES:
@@ -127,9 +129,10 @@ def check_select_keys(select: Iterable[tuple[str, Any]], where: str) -> None:
     """Select keys are an axis, ``seed`` or ``<axis>.<param>``."""
     for key, _ in select:
         axis = key.split(".", 1)[0]
-        if key != "seed" and axis not in AXES or (key in AXES and "." in key):
-            raise SuiteError(f"{where}: select key '{key}'{did_you_mean(key, (*AXES, 'seed'))} must be one of "
-                             f"{', '.join(AXES)}, seed, or <axis>.<param> such as target.mean")
+        if key not in ("seed", "step") and axis not in AXES:
+            raise SuiteError(f"{where}: select key '{key}'{did_you_mean(key, (*AXES, 'seed', 'step'))} must be "
+                             f"one of {', '.join(AXES)}, seed, step (a checkpoint), or <axis>.<param> such as "
+                             "target.mean")
 
 
 def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None) -> "Plan":
@@ -179,6 +182,11 @@ class Plan:
         for claim in suite.claims:
             where = suite.where("claims", claim.index, "select")
             check_select_keys(claim.select, where)
+            steps = dict(claim.select).get("step")
+            for step in (steps if isinstance(steps, tuple) else (steps,)) if steps is not None else ():
+                if step not in suite.checkpoints:
+                    raise SuiteError(f"{where}: claim selects step {step!r}, which is not in [suite] checkpoints "
+                                     f"{suite.checkpoints}; add it there")
             if not any(select_matches(c, claim.select) for c in self.cells):
                 raise SuiteError(f"{where}: claim selects no cell ({dict(claim.select)}); check the names and "
                                  "params against the suite's components")

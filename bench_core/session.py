@@ -87,7 +87,7 @@ def _info(plan: Plan, outcomes: list[ClaimOutcome]) -> dict[str, Any]:
 def export(plan: Plan, store: Store, out_dir: Path) -> RunResults:
     """Write results.csv, trajectory.csv, run.json and every reporter's files."""
     results, trajectory = tidy_tables(store, plan)
-    outcomes = evaluate_claims(plan.suite.claims, results)
+    outcomes = evaluate_claims(plan.suite.claims, results, trajectory)
     run = RunResults(results, trajectory, _info(plan, outcomes))
     write_tables(out_dir, results, trajectory)
     (out_dir / "run.json").write_text(json.dumps(run.info, indent=2, default=str))

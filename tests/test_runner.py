@@ -124,3 +124,17 @@ def test_claims_decide_the_exit_code(write_suite, tmp_path, toy_registry, op, va
     assert summary.claims[0].holds is holds
     assert summary.exit_code == (0 if holds else 1)
     assert ("PASS" if holds else "FAIL") in (out / "leaderboard.md").read_text()
+
+
+def test_claims_can_select_a_checkpoint_step(write_suite, tmp_path, toy_registry):
+    text = BASE_SUITE.replace('device = "cpu"', 'device = "cpu"\ncheckpoints = [0, 20]')
+    text += '\n[[claims]]\nselect = { step = 0 }\nmetric = "mean_error"\nop = ">="\nvalue = 0.5\n'
+    text += '\n[[claims]]\nselect = { step = 20 }\nmetric = "mean_error"\nop = "<="\nvalue = 1.0\n'
+    summary, out = run(write_suite, tmp_path, text, toy_registry)
+    # at step 0 particles are N(0, I) and the target mean is 1*ones(3): the error is ~sqrt(3) = 1.73
+    assert [c.holds for c in summary.claims] == [True, True]
+    assert summary.claims[0].values[0][1] > 1.5
+    bad = write_suite(text.replace("select = { step = 20 }", "select = { step = 7 }"), name="bad.toml")
+    from bench_core.errors import SuiteError
+    with pytest.raises(SuiteError, match="step 7, which is not in \\[suite\\] checkpoints"):
+        run_suite(bad, out=tmp_path / "bad", registry=toy_registry)

@@ -1,0 +1,408 @@
+"""Score-error and total-variation metrics: what Langevin sees, and certified TV lower bounds.
+
+Three metrics (PAPER, "what a fair contrast measures"):
+
+- ``score_error``: the t = 0 error ``eps_0^2 = E_pi ||s_hat(x, 0) - grad log pi(x)||^2``,
+  estimated on exact target samples, with a closed-form bound when the Monte Carlo
+  estimate underflows to 0 (the constructions of the paper make it exponentially small).
+- ``tv_witness``: a one-sided lower confidence bound on ``TV(law of the samples, pi)``
+  from the witness region ``A`` exposed by the score estimate (``score.region``).
+- ``tv_classifier``: a one-sided lower confidence bound on the same TV from the held-out
+  accuracy of a small MLP trained to tell samples from reference samples.
+
+All three treat the produced particles as i.i.d. draws from their law (independent chains),
+which is what the confidence statements need. Randomness comes only from ``ctx.generator``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+from scipy.stats import beta as beta_dist
+from torch import Tensor
+
+from bench_core import hookimpl
+from bench_core.errors import SkipMetric
+from bench_core.protocols import MetricContext
+
+from ._params import positive_float, positive_int
+
+F64 = torch.float64
+#: The smallest positive float64 (a subnormal, 2^-1074 ~ 4.9e-324); log10 of it (~ -323.3) is
+#: the floor ``score_error.log10`` reports when the error is exactly 0 and no bound is known.
+SMALLEST_POSITIVE_FLOAT64 = math.ulp(0.0)
+LOG10_FLOOR = math.log10(SMALLEST_POSITIVE_FLOAT64)
+_SAMPLE_CHUNK = 20_000  # fresh target draws are made in chunks of this many rows
+
+
+# ---------------------------------------------------------------- parameter checks and helpers
+
+def _confidence(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"parameter 'confidence' must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _nonnegative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"parameter '{name}' must be an integer >= 0, got {value!r}")
+    return value
+
+
+def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
+    """Exact one-sided Clopper-Pearson lower bound of a binomial proportion at level ``alpha``.
+
+    ``L = Beta^{-1}(alpha; k, n - k + 1)`` (0 when k = 0): for every true p,
+    ``P_p(L(K) > p) <= alpha`` with ``K ~ Bin(n, p)``.
+    """
+    if n <= 0:
+        return 0.0
+    if k <= 0:
+        return 0.0
+    return float(beta_dist.ppf(alpha, k, n - k + 1))
+
+
+def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
+    """Exact one-sided Clopper-Pearson upper bound: ``U = Beta^{-1}(1 - alpha; k + 1, n - k)``
+    (1 when k = n); ``P_p(U(K) < p) <= alpha``."""
+    if n <= 0:
+        return 1.0
+    if k >= n:
+        return 1.0
+    return float(beta_dist.ppf(1.0 - alpha, k + 1, n - k))
+
+
+def _optional_method(obj: Any, name: str) -> Optional[Callable[..., Any]]:
+    method = getattr(obj, name, None)
+    return method if callable(method) else None
+
+
+def _draw_target(ctx: MetricContext, n: int) -> Tensor:
+    """``n`` fresh exact target samples drawn with ``ctx.generator``, in chunks (bounded memory)."""
+    parts = []
+    left = n
+    while left > 0:
+        take = min(left, _SAMPLE_CHUNK)
+        parts.append(ctx.target.sample(take, ctx.generator))
+        left -= take
+    return torch.cat(parts)
+
+
+def _count_in_region(region: Callable[[Tensor], Tensor], x: Tensor) -> int:
+    """Number of rows of ``x`` in the witness set, evaluated in chunks."""
+    total = 0
+    for chunk in torch.split(x, _SAMPLE_CHUNK):
+        inside = torch.as_tensor(region(chunk))
+        if inside.shape != (chunk.shape[0],):
+            raise ValueError(f"score.region returned shape {tuple(inside.shape)}, expected ({chunk.shape[0]},)")
+        total += int(inside.to(torch.bool).sum())
+    return total
+
+
+# ---------------------------------------------------------------- score_error
+
+def _scores_at_zero(ctx: MetricContext, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(s_hat(x, 0), grad log pi(x))`` as float64.
+
+    Both are evaluated in float64 when the estimate accepts float64 input; an estimate that
+    rejects it (e.g. a float32 network raising on dtype mismatch) is evaluated, together with
+    the exact score, in the dtype of ``x``, so the two share their rounding.
+    """
+    x64 = x.to(F64)
+    try:
+        est = ctx.score(x64, 0.0)
+        if est.dtype != F64:
+            raise TypeError("estimate did not keep float64")
+        exact = ctx.target.score(x64, 0.0)
+    except (RuntimeError, TypeError):
+        est = ctx.score(x, 0.0)
+        exact = ctx.target.score(x, 0.0)
+    return est.to(F64), exact.to(F64)
+
+
+class ScoreError:
+    r"""Squared L2(pi) error of the score estimate at t = 0.
+
+    .. math::
+        \mathrm{sq} = \frac1n \sum_{i=1}^n \|\hat s(x_i, 0) - \nabla\log\pi(x_i)\|^2,
+        \qquad x_i \sim \pi \text{ i.i.d.},
+
+    an unbiased estimate of :math:`\varepsilon_0^2 = E_\pi\|\hat s - \nabla\log\pi\|^2`
+    (what Langevin sees). The points are ``ctx.reference`` (``n_mc = 0``) or ``n_mc`` fresh
+    target samples drawn with ``ctx.generator``. The samples being scored are not used.
+
+    Keys
+    ----
+    sq : float
+        The estimate above.
+    se : float
+        Its standard error ``sd(e_i) / sqrt(n)`` with ``e_i`` the per-point squared errors
+        (unbiased sd; ``inf`` for a single point).
+    log10 : float
+        ``log10(sq)`` when ``sq > 0``. When the Monte Carlo estimate is exactly 0 (the error
+        underflows, e.g. the ball trap at d = 50) it is ``score.error_log_bound(target) / ln 10``,
+        the log10 of an upper bound on :math:`\varepsilon_0^2`, when the estimate provides one;
+        otherwise it is the floor ``log10(2^-1074) ~ -323.3`` (log10 of the smallest positive
+        float64), never ``-inf``: read it as "0 to float64 precision".
+    log10_is_bound : float
+        1.0 when ``log10`` is the bound, else 0.0 (with ``sq == 0`` and ``log10_is_bound == 0``
+        the value is the floor).
+    rel : float
+        ``sq / (1/n sum ||grad log pi(x_i)||^2)``, the error relative to :math:`E_\pi\|\nabla\log\pi\|^2`
+        (``d`` for a standard normal).
+    <diagnostics>
+        Every key of ``score.diagnostics()`` when the estimate provides it (a key clashing
+        with one above is recorded as ``score_<key>``).
+
+    Parameters
+    ----------
+    n_mc : int, default 0
+        0: use ``ctx.reference``; otherwise the number of fresh target samples.
+    """
+
+    higher_is_better = False
+
+    def __init__(self, n_mc: int = 0) -> None:
+        self.n_mc = _nonnegative_int("n_mc", n_mc)
+
+    def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
+        x = ctx.reference if self.n_mc == 0 else _draw_target(ctx, self.n_mc)
+        n = x.shape[0]
+        if n == 0:
+            raise SkipMetric("score_error needs at least one reference sample (ctx.reference is empty)")
+        est, exact = _scores_at_zero(ctx, x)
+        per_point = (est - exact).pow(2).sum(-1)
+        sq = float(per_point.mean())
+        se = float(per_point.std(correction=1)) / math.sqrt(n) if n > 1 else math.inf
+        norm2 = float(exact.pow(2).sum(-1).mean())
+        if norm2 > 0:
+            rel = sq / norm2
+        else:
+            rel = 0.0 if sq == 0 else math.inf
+        is_bound = 0.0
+        if sq > 0 or math.isnan(sq):
+            log10 = math.log10(sq) if sq > 0 else math.nan
+        else:
+            bound = None
+            bound_fn = _optional_method(ctx.score, "error_log_bound")
+            if bound_fn is not None:
+                bound = bound_fn(ctx.target)
+            if bound is not None and math.isfinite(float(bound)):
+                log10, is_bound = float(bound) / math.log(10.0), 1.0
+            else:
+                log10 = LOG10_FLOOR
+        out = {"sq": sq, "se": se, "log10": log10, "log10_is_bound": is_bound, "rel": rel}
+        diagnostics = _optional_method(ctx.score, "diagnostics")
+        if diagnostics is not None:
+            for key, value in (diagnostics() or {}).items():
+                out[f"score_{key}" if key in out else str(key)] = float(value)
+        return out
+
+
+# ---------------------------------------------------------------- tv_witness
+
+class TVWitness:
+    r"""Certified lower bound on TV(law of the samples, pi) from the witness region ``A``.
+
+    For any measurable A, :math:`\mathrm{TV}(P, \pi) = \sup_B |P(B) - \pi(B)| \ge |P(A) - \pi(A)|`.
+    ``A`` is ``score.region`` (where the estimate is deliberately wrong). With ``k`` of the ``n``
+    samples in A, :math:`\hat p = k/n`; ``q = pi(A)`` is ``exp(score.region_log_mass(target))``
+    when available (closed form), else :math:`\hat q = k_q / m` from ``m = n_mass`` fresh target
+    samples drawn with ``ctx.generator``. ``alpha = 1 - confidence``; ``L_a(k, n)`` and
+    ``U_a(k, n)`` are the exact one-sided Clopper-Pearson bounds at level ``a``
+    (``P(L > p) <= a``, ``P(U < p) <= a``; scipy.stats.beta.ppf).
+
+    Closed-form q:
+        ``lower = max(L_{alpha/2}(k, n) - q,  q - U_{alpha/2}(k, n),  0)``.
+        On the event {L <= P(A) <= U}, whose complement has probability <= alpha/2 + alpha/2
+        (union bound over the two directions), both terms are <= |P(A) - q| <= TV.
+    Estimated q:
+        ``lower = max(L_{alpha/4}(k, n) - U_{alpha/4}(k_q, m),  L_{alpha/4}(k_q, m) - U_{alpha/4}(k, n),  0)``.
+        The four one-sided bounds (p lower/upper, q lower/upper) each fail with probability
+        <= alpha/4; on the event that none fails (probability >= 1 - alpha by the union bound)
+        both terms are <= |P(A) - pi(A)| <= TV.
+
+    So ``P(lower <= TV) >= confidence``; ``lower`` is 0 (not negative) when nothing is certified.
+
+    Keys
+    ----
+    estimate : float
+        :math:`\hat p - q` (q or :math:`\hat q`), signed.
+    lower : float
+        The certified lower bound above.
+    p_samples : float
+        :math:`\hat p`, the fraction of samples in A.
+    p_target : float
+        q (closed form) or :math:`\hat q`.
+
+    Parameters
+    ----------
+    confidence : float, default 0.95
+        The one-sided coverage of ``lower``.
+    n_mass : int, default 100000
+        Fresh target samples used to estimate pi(A) when no closed form is available.
+
+    Raises SkipMetric when the score estimate has no ``region``.
+    """
+
+    higher_is_better = True
+
+    def __init__(self, confidence: float = 0.95, n_mass: int = 100_000) -> None:
+        self.confidence = _confidence(confidence)
+        self.n_mass = positive_int("n_mass", n_mass)
+
+    def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
+        region = _optional_method(ctx.score, "region")
+        if region is None:
+            raise SkipMetric(f"tv_witness needs a score estimate with a witness region (a region(x) "
+                             f"method); {type(ctx.score).__name__} has none")
+        n = samples.shape[0]
+        if n == 0:
+            raise SkipMetric("tv_witness needs at least one sample")
+        k = _count_in_region(region, samples)
+        p_hat = k / n
+        alpha = 1.0 - self.confidence
+        log_mass_fn = _optional_method(ctx.score, "region_log_mass")
+        log_mass = log_mass_fn(ctx.target) if log_mass_fn is not None else None
+        if log_mass is not None:
+            q = math.exp(float(log_mass))
+            lo_p = clopper_pearson_lower(k, n, alpha / 2)
+            up_p = clopper_pearson_upper(k, n, alpha / 2)
+            lower = max(lo_p - q, q - up_p, 0.0)
+        else:
+            m = self.n_mass
+            kq = _count_in_region(region, _draw_target(ctx, m))
+            q = kq / m
+            a4 = alpha / 4
+            lower = max(clopper_pearson_lower(k, n, a4) - clopper_pearson_upper(kq, m, a4),
+                        clopper_pearson_lower(kq, m, a4) - clopper_pearson_upper(k, n, a4), 0.0)
+        return {"estimate": p_hat - q, "lower": lower, "p_samples": p_hat, "p_target": q}
+
+
+# ---------------------------------------------------------------- tv_classifier
+
+def _init_linear(fan_in: int, fan_out: int, gen: torch.Generator, device: torch.device,
+                 dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """PyTorch's default nn.Linear initialization, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight
+    and bias, drawn from ``gen`` (never from the global RNG)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    w = (torch.rand(fan_out, fan_in, generator=gen, device=gen.device, dtype=dtype) * 2 - 1) * bound
+    b = (torch.rand(fan_out, generator=gen, device=gen.device, dtype=dtype) * 2 - 1) * bound
+    return w.to(device), b.to(device)
+
+
+def _mlp(d: int, hidden: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    model = torch.nn.Sequential(
+        torch.nn.Linear(d, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 1)).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        for layer in (model[0], model[2], model[4]):
+            w, b = _init_linear(layer.in_features, layer.out_features, gen, device, dtype)
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    return model
+
+
+class TVClassifier:
+    r"""Certified lower bound on TV(law of the samples, pi) from a held-out classifier.
+
+    For any classifier f and balanced classes (P = law of the samples, label 1; Q = pi, label 0)
+    the population accuracy is
+    :math:`\mathrm{acc}(f) = \tfrac12 (P(f=1) + Q(f=0)) = \tfrac12 (1 + P(f=1) - Q(f=1))
+    \le \tfrac12 (1 + \mathrm{TV}(P, Q))`, i.e. :math:`\mathrm{TV} \ge 2\,\mathrm{acc}(f) - 1`.
+
+    Procedure: ``m = min(#samples, #reference, max_n)`` points of each set are chosen by
+    ``ctx.generator`` permutations and each set is split into a training half (``m // 2``)
+    and a held-out half (``m - m // 2``). Features are standardized with the mean/std of the
+    pooled training halves. A 2-hidden-layer ReLU MLP (width ``hidden``, weights drawn from
+    ``ctx.generator``: deterministic) is trained full-batch with Adam on the logistic loss for
+    ``epochs`` steps. On the ``N = 2 (m - m//2)`` held-out points (independent of the trained f)
+    the number correct ``K`` is a sum of two independent binomials with mean ``N acc(f)``;
+    ``lower = max(0, 2 L_alpha(K, N) - 1)`` with ``L_alpha`` the one-sided Clopper-Pearson lower
+    bound at ``alpha = 1 - confidence``. The binomial tail dominates the tail of such a sum
+    beyond its mean (Hoeffding 1956, Thm. 4), so ``P(L_alpha > acc(f)) <= alpha`` and
+    ``P(lower <= TV) >= confidence``.
+
+    Training runs in float32 (speed; the bound's validity does not depend on how well f is
+    trained); the accuracy count and the bound are exact.
+
+    Keys
+    ----
+    acc : float
+        Held-out accuracy K / N.
+    lower : float
+        The certified lower bound above.
+
+    Parameters
+    ----------
+    hidden : int, default 64
+    epochs : int, default 200
+    lr : float, default 1e-2
+    max_n : int, default 4000
+        Cap on the points used from each set.
+    confidence : float, default 0.95
+    """
+
+    higher_is_better = True
+
+    def __init__(self, hidden: int = 64, epochs: int = 200, lr: float = 1e-2, max_n: int = 4000,
+                 confidence: float = 0.95) -> None:
+        self.hidden = positive_int("hidden", hidden)
+        self.epochs = positive_int("epochs", epochs)
+        self.lr = positive_float("lr", lr)
+        self.max_n = positive_int("max_n", max_n)
+        if self.max_n < 2:
+            raise ValueError(f"parameter 'max_n' must be >= 2 (one training and one held-out point), got {max_n!r}")
+        self.confidence = _confidence(confidence)
+
+    def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
+        gen = ctx.generator
+        device = samples.device
+        m = min(samples.shape[0], ctx.reference.shape[0], self.max_n)
+        if m < 2:
+            raise SkipMetric(f"tv_classifier needs at least 2 samples and 2 reference points (got "
+                             f"{samples.shape[0]} and {ctx.reference.shape[0]})")
+        dtype = torch.float32
+        perm_s = torch.randperm(samples.shape[0], generator=gen, device=gen.device)[:m].to(device)
+        perm_r = torch.randperm(ctx.reference.shape[0], generator=gen, device=gen.device)[:m].to(device)
+        xs = samples.detach()[perm_s].to(dtype)
+        xr = ctx.reference.detach().to(device)[perm_r].to(dtype)
+        half = m // 2
+        train_x = torch.cat([xs[:half], xr[:half]])
+        train_y = torch.cat([torch.ones(half, device=device), torch.zeros(half, device=device)]).to(dtype)
+        test_x = torch.cat([xs[half:], xr[half:]])
+        test_y = torch.cat([torch.ones(m - half, device=device), torch.zeros(m - half, device=device)])
+        center = train_x.mean(0)
+        scale = train_x.std(0, correction=0).clamp_min(1e-12)
+        train_x = (train_x - center) / scale
+        test_x = (test_x - center) / scale
+        if not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
+            raise SkipMetric("tv_classifier: non-finite samples")
+
+        model = _mlp(samples.shape[1], self.hidden, gen, device, dtype)
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        with torch.enable_grad():
+            for _ in range(self.epochs):
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(train_x).squeeze(-1), train_y)
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            pred = (model(test_x).squeeze(-1) > 0).to(test_y.dtype)
+        n_test = test_y.shape[0]
+        correct = int((pred == test_y).sum())
+        lcb = clopper_pearson_lower(correct, n_test, 1.0 - self.confidence)
+        return {"acc": correct / n_test, "lower": max(0.0, 2.0 * lcb - 1.0)}
+
+
+@hookimpl
+def register_metrics(register):
+    register("score_error", ScoreError,
+             description="E_pi||s_hat(x,0) - grad log pi(x)||^2 on exact samples (+ bound when it underflows)")
+    register("tv_witness", TVWitness,
+             description="certified lower bound on TV from the score's witness region (Clopper-Pearson)")
+    register("tv_classifier", TVClassifier,
+             description="certified lower bound on TV from a held-out MLP classifier (TV >= 2 acc - 1)")
