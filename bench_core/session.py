@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from . import execution
 from .claims import ClaimOutcome, evaluate_claims
-from .errors import BenchError, SuiteError, did_you_mean
+from .errors import SuiteError, did_you_mean
 from .plan import AXES, Cell, Plan, build_plan, select_matches
 from .plugin_manager import get_registry
 from .progress import Progress

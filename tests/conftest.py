@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "plugins"))
@@ -53,3 +54,14 @@ def toy_registry():
     from bench_core.plugin_manager import build_registry
 
     return build_registry(extra=[toy_plugins], entry_points=False)
+
+
+@pytest.fixture
+def float64():
+    """Targets pick their sample dtype from torch's default dtype: use float64, then restore."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

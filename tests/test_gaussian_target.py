@@ -18,16 +18,6 @@ MEAN = [1.0, -2.0, 0.5]
 STD = [0.5, 1.0, 3.0]
 
 
-@pytest.fixture
-def float64():
-    """Targets pick their sample dtype from torch's default dtype: use float64, then restore."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
 
 def marginal_mvn(mean: list[float], std: list[float], t: float) -> MultivariateNormal:
     """The OU marginal written independently of the target's own code."""

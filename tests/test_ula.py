@@ -25,16 +25,6 @@ from bench_plugins.scores import ExactScore
 from bench_plugins.targets import GaussianTarget
 
 
-@pytest.fixture
-def float64():
-    """Targets pick their dtype from torch's default dtype: use float64, then restore."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
 
 def ula_law(mu0: float, v0: float, m: float, s: float, h: float, k: int) -> tuple[float, float]:
     """Per-coordinate mean and variance of ULA after k steps (formulas in the module docstring)."""

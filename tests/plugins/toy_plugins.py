@@ -1,7 +1,6 @@
 """Test-only components: a sampler that fails, one that diverges, a metric that breaks."""
 from __future__ import annotations
 
-import torch
 
 from bench_core import hookimpl
 from bench_core.errors import SkipCell
