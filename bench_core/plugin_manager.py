@@ -22,9 +22,12 @@ from .registry import PluginInfo, Registry
 BUILTIN_MODULES = (
     "bench_plugins.targets",
     "bench_plugins.scores",
+    "bench_plugins.perturbed_scores",
     "bench_plugins.initializers",
     "bench_plugins.samplers",
     "bench_plugins.metrics",
+    "bench_plugins.tv_metrics",
+    "bench_plugins.distance_metrics",
     "bench_plugins.executors",
     "bench_plugins.reporters",
 )

@@ -73,16 +73,22 @@ class ComponentSpec:
         return f"{self.name}({inner})" if inner else self.name
 
 
+class _FrozenDict(tuple):
+    """A table param, frozen as sorted (key, value) pairs so specs stay hashable."""
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return _FrozenDict(sorted((k, _freeze(v)) for k, v in value.items()))
     return value
 
 
 def _thaw(value: Any) -> Any:
-    return list(_thaw(v) for v in value) if isinstance(value, tuple) else value
+    if isinstance(value, _FrozenDict):
+        return {k: _thaw(v) for k, v in value}
+    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True)

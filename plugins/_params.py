@@ -39,3 +39,26 @@ def vector(name: str, value: Any, dim: int, *, positive: bool = False) -> torch.
     if positive and (out <= 0).any():
         raise ValueError(f"parameter '{name}' must be > 0, got {value!r}")
     return out
+
+
+def nonnegative_float(name: str, value: Any) -> float:
+    """Return ``value`` as a finite float >= 0, or raise ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"parameter '{name}' must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int >= 0 (e.g. a seed), or raise ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"parameter '{name}' must be an integer >= 0, got {value!r}")
+    return value
+
+
+def open_interval_float(name: str, value: Any, low: float, high: float) -> float:
+    """Return ``value`` as a float strictly between ``low`` and ``high``, or raise ValueError naming ``name``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not low < value < high):
+        raise ValueError(f"parameter '{name}' must be a number in the open interval ({low:g}, {high:g}), "
+                         f"got {value!r}")
+    return float(value)

@@ -52,7 +52,8 @@ def smooth_step(r: Tensor) -> Tensor:
     """
     inside, u, v = _inside(r)
     mid = torch.sigmoid(1 / u - 1 / v)
-    return torch.where(inside, mid, (r <= 1).to(r.dtype))
+    out = torch.where(inside, mid, (r <= 1).to(r.dtype))
+    return torch.where(torch.isnan(r), r, out)  # a NaN radius is a bug upstream: keep it visible
 
 
 def smooth_step_grad(r: Tensor) -> Tensor:

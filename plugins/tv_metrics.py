@@ -23,7 +23,8 @@ from scipy.stats import beta as beta_dist
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric
+from bench_core.errors import SkipMetric, did_you_mean
+from bench_core.plugin_manager import get_registry
 from bench_core.protocols import MetricContext
 
 from ._params import positive_float, positive_int
@@ -242,28 +243,55 @@ class TVWitness:
         The one-sided coverage of ``lower``.
     n_mass : int, default 100000
         Fresh target samples used to estimate pi(A) when no closed form is available.
+    witness : str, optional
+        Take A from this registered score estimate (built on the cell's target and data with
+        ``witness_params``) instead of the cell's own estimate. This puts every cell of a
+        comparison, the exact score included, on the same witness set.
+    witness_params : dict, optional
+        Parameters of the ``witness`` estimate.
 
     Raises SkipMetric when the score estimate has no ``region``.
     """
 
     higher_is_better = True
 
-    def __init__(self, confidence: float = 0.95, n_mass: int = 100_000) -> None:
+    def __init__(self, confidence: float = 0.95, n_mass: int = 100_000, witness: Optional[str] = None,
+                 witness_params: Optional[dict] = None) -> None:
         self.confidence = _confidence(confidence)
         self.n_mass = positive_int("n_mass", n_mass)
+        if witness is not None:
+            known = get_registry().names("scores")
+            if witness not in known:
+                raise ValueError(f"parameter 'witness': unknown score '{witness}'{did_you_mean(witness, known)}; "
+                                 f"known: {', '.join(known)}")
+        if witness_params is not None and (witness is None or not isinstance(witness_params, dict)):
+            raise ValueError("parameter 'witness_params' must be a table and needs 'witness'")
+        self.witness, self.witness_params = witness, dict(witness_params or {})
+        self._witness: Optional[tuple[Any, Any, Any]] = None  # (target, data, estimate), per cell
+
+    def _region_owner(self, ctx: MetricContext) -> Any:
+        """The estimate whose region is the witness set: the cell's, or the named witness."""
+        if self.witness is None:
+            return ctx.score
+        if self._witness is None or self._witness[0] is not ctx.target or self._witness[1] is not ctx.data:
+            estimate = get_registry().create("scores", self.witness, ctx.target, ctx.data, **self.witness_params)
+            self._witness = (ctx.target, ctx.data, estimate)
+        return self._witness[2]
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        region = _optional_method(ctx.score, "region")
+        owner = self._region_owner(ctx)
+        region = _optional_method(owner, "region")
         if region is None:
             raise SkipMetric(f"tv_witness needs a score estimate with a witness region (a region(x) "
-                             f"method); {type(ctx.score).__name__} has none")
+                             f"method); {type(owner).__name__} has none (set the metric's 'witness' param to "
+                             "compare on another estimate's region)")
         n = samples.shape[0]
         if n == 0:
             raise SkipMetric("tv_witness needs at least one sample")
         k = _count_in_region(region, samples)
         p_hat = k / n
         alpha = 1.0 - self.confidence
-        log_mass_fn = _optional_method(ctx.score, "region_log_mass")
+        log_mass_fn = _optional_method(owner, "region_log_mass")
         log_mass = log_mass_fn(ctx.target) if log_mass_fn is not None else None
         if log_mass is not None:
             q = math.exp(float(log_mass))
@@ -293,16 +321,42 @@ def _init_linear(fan_in: int, fan_out: int, gen: torch.Generator, device: torch.
 
 
 def _mlp(d: int, hidden: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    model = torch.nn.Sequential(
-        torch.nn.Linear(d, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, 1)).to(device=device, dtype=dtype)
+    # nn.Linear's default initialization draws from the global RNG: fork it so the caller's
+    # global stream is left untouched (the weights are then overwritten from ``gen``).
+    with torch.random.fork_rng(devices=[]):
+        model = torch.nn.Sequential(
+            torch.nn.Linear(d, hidden), torch.nn.ReLU(),
+            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+            torch.nn.Linear(hidden, 1)).to(device=device, dtype=dtype)
     with torch.no_grad():
         for layer in (model[0], model[2], model[4]):
             w, b = _init_linear(layer.in_features, layer.out_features, gen, device, dtype)
             layer.weight.copy_(w)
             layer.bias.copy_(b)
     return model
+
+
+def _train_adam(model: torch.nn.Module, x: Tensor, y: Tensor, *, epochs: int, lr: float,
+                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    """Full-batch Adam (Kingma & Ba, torch.optim.Adam's defaults) on the logistic loss.
+
+    Written out (a few lines) rather than torch.optim.Adam, whose first step in a process
+    spends ~2 s importing the compiler stack: the metric must run in < 3 s cold.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    b1, b2 = betas
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    with torch.enable_grad():
+        for step in range(1, epochs + 1):
+            grads = torch.autograd.grad(loss_fn(model(x).squeeze(-1), y), params)
+            with torch.no_grad():
+                c1, c2 = 1.0 - b1**step, 1.0 - b2**step
+                for p, g, a, v in zip(params, grads, m1, m2):
+                    a.mul_(b1).add_(g, alpha=1.0 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+                    p.addcdiv_(a, (v / c2).sqrt_().add_(eps), value=-lr / c1)
 
 
 class TVClassifier:
@@ -319,11 +373,13 @@ class TVClassifier:
     pooled training halves. A 2-hidden-layer ReLU MLP (width ``hidden``, weights drawn from
     ``ctx.generator``: deterministic) is trained full-batch with Adam on the logistic loss for
     ``epochs`` steps. On the ``N = 2 (m - m//2)`` held-out points (independent of the trained f)
-    the number correct ``K`` is a sum of two independent binomials with mean ``N acc(f)``;
+    the number correct ``K`` is a sum of two independent binomials (N/2 points each, success
+    probabilities P(f=1) and Q(f=0)) with mean ``N acc(f)``;
     ``lower = max(0, 2 L_alpha(K, N) - 1)`` with ``L_alpha`` the one-sided Clopper-Pearson lower
-    bound at ``alpha = 1 - confidence``. The binomial tail dominates the tail of such a sum
-    beyond its mean (Hoeffding 1956, Thm. 4), so ``P(L_alpha > acc(f)) <= alpha`` and
-    ``P(lower <= TV) >= confidence``.
+    bound at ``alpha = 1 - confidence``. The upper tail ``P(K >= c)`` of such a sum is at most
+    that of Bin(N, acc(f)) for ``c >= N acc(f) + 1`` (Hoeffding 1956, Thm. 4), which covers the
+    counts at which ``L_alpha(K) > acc(f)``; so ``P(L_alpha > acc(f)) <= alpha`` (up to that
+    one-count edge) and ``P(lower <= TV) >= confidence``.
 
     Training runs in float32 (speed; the bound's validity does not depend on how well f is
     trained); the accuracy count and the bound are exact.
@@ -354,7 +410,8 @@ class TVClassifier:
         self.lr = positive_float("lr", lr)
         self.max_n = positive_int("max_n", max_n)
         if self.max_n < 2:
-            raise ValueError(f"parameter 'max_n' must be >= 2 (one training and one held-out point), got {max_n!r}")
+            raise ValueError(f"parameter 'max_n' must be >= 2 (one training and one held-out point), "
+                             f"got {max_n!r}")
         self.confidence = _confidence(confidence)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
@@ -382,14 +439,7 @@ class TVClassifier:
             raise SkipMetric("tv_classifier: non-finite samples")
 
         model = _mlp(samples.shape[1], self.hidden, gen, device, dtype)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
-        with torch.enable_grad():
-            for _ in range(self.epochs):
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(train_x).squeeze(-1), train_y)
-                loss.backward()
-                opt.step()
+        _train_adam(model, train_x, train_y, epochs=self.epochs, lr=self.lr)
         with torch.no_grad():
             pred = (model(test_x).squeeze(-1) > 0).to(test_y.dtype)
         n_test = test_y.shape[0]
