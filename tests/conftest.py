@@ -65,3 +65,13 @@ def float64():
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one intra-op thread (as cells do): on a small shared machine torch's 2-thread
+    OpenMP loops (geomloss's logsumexp, small MLPs) can slow down 10-100x when the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,14 +24,7 @@ from bench_plugins.targets import GaussianTarget
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one intra-op thread: on a small shared machine torch's 2-thread OpenMP loops in
-    geomloss's logsumexp / the MLP can slow down 10-100x when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_ctx(target, reference, seed, distinct=None):

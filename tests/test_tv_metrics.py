@@ -30,14 +30,7 @@ F64 = torch.float64
 FAIL_PROB = 1e-4  # design false-alarm probability of every repetition-count check
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one intra-op thread: on a small shared machine torch's 2-thread OpenMP loops in
-    geomloss's logsumexp / the MLP can slow down 10-100x when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def max_exceedances(reps: int, rate: float) -> int:
