@@ -7,7 +7,7 @@ from the cell's spec, the numbers do not depend on which worker runs which cell.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Optional
 
 from .plan import Plan, build_plan
 from .plugin_manager import get_registry
@@ -26,8 +26,8 @@ class CellTask:
 
 
 _RUNNERS: dict[tuple[str, str], tuple[CellRunner, dict]] = {}
-# set by the CLI when cells run in this process, so steps can drive the progress bar
-step_progress: Optional[Callable[[str, int], None]] = None
+# set when cells run in this process: a Progress whose start_cell / on_step this module drives
+progress: Optional[Any] = None
 
 
 def prime(plan: Plan) -> None:
@@ -45,8 +45,7 @@ def run_task(task: CellTask) -> CellResult:
     if cell is None:
         raise RuntimeError(f"cell {task.key[:16]} is not in suite '{task.suite_path}' as seen by this worker "
                            "(the suite file or the code changed during the run)")
-    progress = None
-    if step_progress is not None:
-        hook = step_progress
-        progress = lambda step: hook(task.key, step)  # noqa: E731
-    return runner.run(cell, progress)
+    if progress is None:
+        return runner.run(cell)
+    progress.start_cell(cell.label(), runner.plan.n_steps.get(cell.sampler))
+    return runner.run(cell, progress.on_step)

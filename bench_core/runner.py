@@ -117,8 +117,7 @@ class CellRunner:
         score = self.score(cell.target, cell.score, seed)
         sampler = self.registry.create("samplers", cell.sampler.name, **cell.sampler.kwargs)
         init_spec = cell.initializer
-        initializer = (self.registry.create("initializers", "standard_normal") if init_spec is PRIOR
-                       or init_spec == PRIOR else
+        initializer = (self.registry.create("initializers", "standard_normal") if init_spec == PRIOR else
                        self.registry.create("initializers", init_spec.name, **init_spec.kwargs))
         init_gen = make_generator(seed, "init", cell.target.key(), init_spec.key(), device=device)
         x0 = check_particles(initializer(n, target=target, data=data, generator=init_gen), n, target.dim,

@@ -117,26 +117,21 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         progress = progress or Progress(len(todo))
         by_key = {c.key: c for c in todo}
         execution.prime(plan)
-        if getattr(pool, "workers", 1) == 1 and executor == "local":
-            execution.step_progress = lambda key, step: progress.on_step(step)
+        if executor == "local":  # cells run in this process: show steps within each cell
+            execution.progress = progress
         tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label()) for c in todo]
         interrupted = False
         try:
-            outcomes = pool.map(execution.run_task, tasks)
-            if todo and executor == "local":
-                progress.start_cell(todo[0].label(), plan.n_steps.get(todo[0].sampler))
-            for i, (task, result) in enumerate(outcomes):
+            for task, result in pool.map(execution.run_task, tasks):
                 cell = by_key[task.key]
                 if not isinstance(result, CellResult):
                     result = CellResult(cell.key, "failed", 0.0, f"{type(result).__name__}: {result}")
                 store.write(cell, result)
                 progress.finish_cell(cell.label(), result.status, result.wall_s, result.reason)
-                if executor == "local" and i + 1 < len(todo):
-                    progress.start_cell(todo[i + 1].label(), plan.n_steps.get(todo[i + 1].sampler))
         except KeyboardInterrupt:
             interrupted = True  # finished cells are already committed; export what exists
         finally:
-            execution.step_progress = None
+            execution.progress = None
             progress.close()
         run = export(plan, store, out_dir)
     errors = run.results[run.results["metric"] == "error"]

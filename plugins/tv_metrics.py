@@ -27,7 +27,7 @@ from bench_core.errors import SkipMetric, did_you_mean
 from bench_core.plugin_manager import get_registry
 from bench_core.protocols import MetricContext
 
-from ._params import positive_float, positive_int
+from ._params import nonnegative_int, open_interval_float, positive_float, positive_int
 
 F64 = torch.float64
 #: The smallest positive float64 (a subnormal, 2^-1074 ~ 4.9e-324); log10 of it (~ -323.3) is
@@ -38,18 +38,6 @@ _SAMPLE_CHUNK = 20_000  # fresh target draws are made in chunks of this many row
 
 
 # ---------------------------------------------------------------- parameter checks and helpers
-
-def _confidence(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"parameter 'confidence' must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _nonnegative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"parameter '{name}' must be an integer >= 0, got {value!r}")
-    return value
-
 
 def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
     """Exact one-sided Clopper-Pearson lower bound of a binomial proportion at level ``alpha``.
@@ -165,7 +153,7 @@ class ScoreError:
     higher_is_better = False
 
     def __init__(self, n_mc: int = 0) -> None:
-        self.n_mc = _nonnegative_int("n_mc", n_mc)
+        self.n_mc = nonnegative_int("n_mc", n_mc)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         x = ctx.reference if self.n_mc == 0 else _draw_target(ctx, self.n_mc)
@@ -257,7 +245,7 @@ class TVWitness:
 
     def __init__(self, confidence: float = 0.95, n_mass: int = 100_000, witness: Optional[str] = None,
                  witness_params: Optional[dict] = None) -> None:
-        self.confidence = _confidence(confidence)
+        self.confidence = open_interval_float("confidence", confidence, 0.0, 1.0)
         self.n_mass = positive_int("n_mass", n_mass)
         if witness is not None:
             known = get_registry().names("scores")
@@ -412,7 +400,7 @@ class TVClassifier:
         if self.max_n < 2:
             raise ValueError(f"parameter 'max_n' must be >= 2 (one training and one held-out point), "
                              f"got {max_n!r}")
-        self.confidence = _confidence(confidence)
+        self.confidence = open_interval_float("confidence", confidence, 0.0, 1.0)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         gen = ctx.generator
