@@ -42,6 +42,11 @@ class GaussianTarget:
         decay = math.exp(-t)
         return decay * self.mean, decay**2 * self.std**2 + (1.0 - decay**2)
 
+    def mixture_components(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(weights [1], means [1, d], variances [1, d])`` (float64): the target as a one-component
+        mixture of diagonal Gaussians, the form the CLD marginals are computed from."""
+        return torch.ones(1, dtype=torch.float64), self.mean[None].clone(), (self.std**2)[None].clone()
+
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         z = torch.randn(n, self.dim, generator=generator, device=generator.device,
                         dtype=torch.get_default_dtype())
