@@ -22,6 +22,7 @@ from .registry import PluginInfo, Registry
 BUILTIN_MODULES = (
     "bench_plugins.targets",
     "bench_plugins.scores",
+    "bench_plugins.well_traps",
     "bench_plugins.perturbed_scores",
     "bench_plugins.initializers",
     "bench_plugins.samplers",

@@ -395,7 +395,7 @@ def test_tv_metrics_register_through_the_plugin_hook():
 def test_witness_param_uses_another_estimates_region():
     """The exact score has no region; with witness = ball_trap the metric uses the trap's ball."""
     from bench_core.protocols import MetricContext, TrainingData
-    from bench_plugins.perturbed_scores import BallTrap
+    from bench_plugins.well_traps import BallTrap
     from bench_plugins.scores import ExactScore
     from bench_plugins.targets import GaussianTarget
     from bench_plugins.tv_metrics import TVWitness
