@@ -21,13 +21,16 @@ from .registry import PluginInfo, Registry
 
 BUILTIN_MODULES = (
     "bench_plugins.targets",
+    "bench_plugins.gmm",
     "bench_plugins.scores",
     "bench_plugins.well_traps",
     "bench_plugins.perturbed_scores",
     "bench_plugins.initializers",
     "bench_plugins.samplers",
     "bench_plugins.metrics",
+    "bench_plugins.score_error",
     "bench_plugins.tv_metrics",
+    "bench_plugins.mode_metrics",
     "bench_plugins.distance_metrics",
     "bench_plugins.executors",
     "bench_plugins.reporters",

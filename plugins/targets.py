@@ -47,6 +47,19 @@ class GaussianTarget:
         mixture of diagonal Gaussians, the form the CLD marginals are computed from."""
         return torch.ones(1, dtype=torch.float64), self.mean[None].clone(), (self.std**2)[None].clone()
 
+    def chen_constants(self) -> dict[str, float]:
+        """The target-dependent quantities of the DDPM bound of Chen et al. (2023, Thm. 2).
+
+        ``L``: Lipschitz constant of every ``grad log p_t``; p_t has per-coordinate variance
+        ``v_t = e^{-2t} s^2 + 1 - e^{-2t}``, between ``s^2`` and 1, so ``L = max_i max(1, 1/s_i^2)``.
+        ``m2 = sqrt(E||x||^2) = sqrt(||m||^2 + sum s_i^2)``.
+        ``kl = KL(N(m, diag s^2) || N(0, I)) = 0.5 sum (s_i^2 + m_i^2 - 1 - log s_i^2)``.
+        """
+        var = self.std**2
+        return {"L": float(torch.clamp(1 / var, min=1.0).max()),
+                "m2": math.sqrt(float((self.mean**2).sum() + var.sum())),
+                "kl": 0.5 * float((var + self.mean**2 - 1 - var.log()).sum())}
+
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         z = torch.randn(n, self.dim, generator=generator, device=generator.device,
                         dtype=torch.get_default_dtype())

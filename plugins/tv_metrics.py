@@ -1,16 +1,14 @@
-"""Score-error and total-variation metrics: what Langevin sees, and certified TV lower bounds.
+"""Certified lower bounds on total variation (PAPER, "what a fair contrast measures").
 
-Three metrics (PAPER, "what a fair contrast measures"):
+Two metrics (the score errors they are read against are in :mod:`score_error`; the mode-based
+bound for mixtures is in :mod:`mode_metrics`):
 
-- ``score_error``: the t = 0 error ``eps_0^2 = E_pi ||s_hat(x, 0) - grad log pi(x)||^2``,
-  estimated on exact target samples, with a closed-form bound when the Monte Carlo
-  estimate underflows to 0 (the constructions of the paper make it exponentially small).
 - ``tv_witness``: a one-sided lower confidence bound on ``TV(law of the samples, pi)``
   from the witness region ``A`` exposed by the score estimate (``score.region``).
 - ``tv_classifier``: a one-sided lower confidence bound on the same TV from the held-out
   accuracy of a small MLP trained to tell samples from reference samples.
 
-All three treat the produced particles as i.i.d. draws from their law (independent chains),
+Both treat the produced particles as i.i.d. draws from their law (independent chains),
 which is what the confidence statements need. Randomness comes only from ``ctx.generator``.
 """
 from __future__ import annotations
@@ -27,14 +25,12 @@ from bench_core.errors import SkipMetric, did_you_mean
 from bench_core.plugin_manager import get_registry
 from bench_core.protocols import MetricContext
 
-from ._params import nonnegative_int, open_interval_float, positive_float, positive_int
+from ._params import open_interval_float, positive_float, positive_int
+from .score_error import SAMPLE_CHUNK as _SAMPLE_CHUNK
+from .score_error import draw_target as _draw_target
+from .score_error import optional_method as _optional_method
 
 F64 = torch.float64
-#: The smallest positive float64 (a subnormal, 2^-1074 ~ 4.9e-324); log10 of it (~ -323.3) is
-#: the floor ``score_error.log10`` reports when the error is exactly 0 and no bound is known.
-SMALLEST_POSITIVE_FLOAT64 = math.ulp(0.0)
-LOG10_FLOOR = math.log10(SMALLEST_POSITIVE_FLOAT64)
-_SAMPLE_CHUNK = 20_000  # fresh target draws are made in chunks of this many rows
 
 
 # ---------------------------------------------------------------- parameter checks and helpers
@@ -62,22 +58,6 @@ def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
     return float(beta_dist.ppf(1.0 - alpha, k + 1, n - k))
 
 
-def _optional_method(obj: Any, name: str) -> Optional[Callable[..., Any]]:
-    method = getattr(obj, name, None)
-    return method if callable(method) else None
-
-
-def _draw_target(ctx: MetricContext, n: int) -> Tensor:
-    """``n`` fresh exact target samples drawn with ``ctx.generator``, in chunks (bounded memory)."""
-    parts = []
-    left = n
-    while left > 0:
-        take = min(left, _SAMPLE_CHUNK)
-        parts.append(ctx.target.sample(take, ctx.generator))
-        left -= take
-    return torch.cat(parts)
-
-
 def _count_in_region(region: Callable[[Tensor], Tensor], x: Tensor) -> int:
     """Number of rows of ``x`` in the witness set, evaluated in chunks."""
     total = 0
@@ -87,106 +67,6 @@ def _count_in_region(region: Callable[[Tensor], Tensor], x: Tensor) -> int:
             raise ValueError(f"score.region returned shape {tuple(inside.shape)}, expected ({chunk.shape[0]},)")
         total += int(inside.to(torch.bool).sum())
     return total
-
-
-# ---------------------------------------------------------------- score_error
-
-def _scores_at_zero(ctx: MetricContext, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(s_hat(x, 0), grad log pi(x))`` as float64.
-
-    Both are evaluated in float64 when the estimate accepts float64 input; an estimate that
-    rejects it (e.g. a float32 network raising on dtype mismatch) is evaluated, together with
-    the exact score, in the dtype of ``x``, so the two share their rounding.
-    """
-    x64 = x.to(F64)
-    try:
-        est = ctx.score(x64, 0.0)
-        if est.dtype != F64:
-            raise TypeError("estimate did not keep float64")
-        exact = ctx.target.score(x64, 0.0)
-    except (RuntimeError, TypeError):
-        est = ctx.score(x, 0.0)
-        exact = ctx.target.score(x, 0.0)
-    return est.to(F64), exact.to(F64)
-
-
-class ScoreError:
-    r"""Squared L2(pi) error of the score estimate at t = 0.
-
-    .. math::
-        \mathrm{sq} = \frac1n \sum_{i=1}^n \|\hat s(x_i, 0) - \nabla\log\pi(x_i)\|^2,
-        \qquad x_i \sim \pi \text{ i.i.d.},
-
-    an unbiased estimate of :math:`\varepsilon_0^2 = E_\pi\|\hat s - \nabla\log\pi\|^2`
-    (what Langevin sees). The points are ``ctx.reference`` (``n_mc = 0``) or ``n_mc`` fresh
-    target samples drawn with ``ctx.generator``. The samples being scored are not used.
-
-    Keys
-    ----
-    sq : float
-        The estimate above.
-    se : float
-        Its standard error ``sd(e_i) / sqrt(n)`` with ``e_i`` the per-point squared errors
-        (unbiased sd; ``inf`` for a single point).
-    log10 : float
-        ``log10(sq)`` when ``sq > 0``. When the Monte Carlo estimate is exactly 0 (the error
-        underflows, e.g. the ball trap at d = 50) it is ``score.error_log_bound(target) / ln 10``,
-        the log10 of an upper bound on :math:`\varepsilon_0^2`, when the estimate provides one;
-        otherwise it is the floor ``log10(2^-1074) ~ -323.3`` (log10 of the smallest positive
-        float64), never ``-inf``: read it as "0 to float64 precision".
-    log10_is_bound : float
-        1.0 when ``log10`` is the bound, else 0.0 (with ``sq == 0`` and ``log10_is_bound == 0``
-        the value is the floor).
-    rel : float
-        ``sq / (1/n sum ||grad log pi(x_i)||^2)``, the error relative to :math:`E_\pi\|\nabla\log\pi\|^2`
-        (``d`` for a standard normal).
-    <diagnostics>
-        Every key of ``score.diagnostics()`` when the estimate provides it (a key clashing
-        with one above is recorded as ``score_<key>``).
-
-    Parameters
-    ----------
-    n_mc : int, default 0
-        0: use ``ctx.reference``; otherwise the number of fresh target samples.
-    """
-
-    higher_is_better = False
-
-    def __init__(self, n_mc: int = 0) -> None:
-        self.n_mc = nonnegative_int("n_mc", n_mc)
-
-    def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        x = ctx.reference if self.n_mc == 0 else _draw_target(ctx, self.n_mc)
-        n = x.shape[0]
-        if n == 0:
-            raise SkipMetric("score_error needs at least one reference sample (ctx.reference is empty)")
-        est, exact = _scores_at_zero(ctx, x)
-        per_point = (est - exact).pow(2).sum(-1)
-        sq = float(per_point.mean())
-        se = float(per_point.std(correction=1)) / math.sqrt(n) if n > 1 else math.inf
-        norm2 = float(exact.pow(2).sum(-1).mean())
-        if norm2 > 0:
-            rel = sq / norm2
-        else:
-            rel = 0.0 if sq == 0 else math.inf
-        is_bound = 0.0
-        if sq > 0 or math.isnan(sq):
-            log10 = math.log10(sq) if sq > 0 else math.nan
-        else:
-            bound = None
-            bound_fn = _optional_method(ctx.score, "error_log_bound")
-            if bound_fn is not None:
-                bound = bound_fn(ctx.target)
-            if bound is not None and math.isfinite(float(bound)):
-                log10, is_bound = float(bound) / math.log(10.0), 1.0
-            else:
-                log10 = LOG10_FLOOR
-        out = {"sq": sq, "se": se, "log10": log10, "log10_is_bound": is_bound, "rel": rel}
-        diagnostics = _optional_method(ctx.score, "diagnostics")
-        if diagnostics is not None:
-            for key, value in (diagnostics() or {}).items():
-                out[f"score_{key}" if key in out else str(key)] = float(value)
-        return out
 
 
 # ---------------------------------------------------------------- tv_witness
@@ -438,8 +318,6 @@ class TVClassifier:
 
 @hookimpl
 def register_metrics(register):
-    register("score_error", ScoreError,
-             description="E_pi||s_hat(x,0) - grad log pi(x)||^2 on exact samples (+ bound when it underflows)")
     register("tv_witness", TVWitness,
              description="certified lower bound on TV from the score's witness region (Clopper-Pearson)")
     register("tv_classifier", TVClassifier,
