@@ -49,6 +49,10 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
     directions: dict[str, bool] = run.info.get("higher_is_better", {})
     metrics = list(dict.fromkeys(summary["metric"]))
     rank_by = rank_by or run.info.get("rank_by") or metrics[0]
+    chosen = run.info.get("leaderboard_metrics")
+    if chosen:  # [suite] leaderboard_metrics: names or prefixes ("score_error" keeps score_error.*)
+        metrics = [m for m in metrics if any(m == c or m.startswith(c + ".") for c in chosen)]
+        summary = summary[summary["metric"].isin(metrics) | (summary["metric"] == rank_by)]
     tables = []
     for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
         rows: dict[tuple, dict[str, Any]] = {}

@@ -5,13 +5,16 @@ the initializer axis: they run once per (target, score, seed) with initializer "
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import itertools
 import json
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterable, Optional
 
 import torch
@@ -55,15 +58,32 @@ def _file_hash(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _package_modules(module_name: str, seen: set[str]) -> None:
+    """``module_name`` and, transitively, the modules of its own top-level package whose names
+    (functions, classes, modules) it imports: a factory's numbers depend on their code too."""
+    if module_name in seen or module_name not in sys.modules:
+        return
+    seen.add(module_name)
+    top = module_name.split(".", 1)[0]
+    for value in list(vars(sys.modules[module_name]).values()):
+        name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.split(".", 1)[0] == top:
+            _package_modules(name, seen)
+
+
 def code_version(factories: Iterable[Any]) -> str:
-    """Hash of the source files that define the given factories and of the numeric core."""
+    """Hash of the source files that define the given factories (with the modules of their own
+    package they import) and of the numeric core."""
     core = Path(__file__).parent
     files = {str(core / name) for name in NUMERIC_CORE}
     for factory in factories:
-        try:
-            files.add(inspect.getsourcefile(factory) or "")
-        except TypeError:
-            files.add(repr(factory))
+        modules: set[str] = set()
+        _package_modules(getattr(factory, "__module__", "") or "", modules)
+        for module in [factory, *(sys.modules[m] for m in modules)]:
+            try:
+                files.add(inspect.getsourcefile(module) or "")
+            except TypeError:
+                files.add(repr(module))
     digest = hashlib.sha256()
     for f in sorted(files):
         digest.update(f.rsplit("/", 1)[-1].encode())
@@ -179,6 +199,16 @@ class Plan:
         counts = {n: [m.name for m in self.metric_specs].count(n) for n in {m.name for m in self.metric_specs}}
         self.metric_names = {m: m.name if counts[m.name] == 1 else m.label() for m in self.metric_specs}
         self.cells = self._expand()
+        for exclusion in suite.exclusions:
+            where = suite.where("exclude", exclusion.index, "select")
+            check_select_keys(exclusion.select, where)
+            if "step" in dict(exclusion.select):
+                raise SuiteError(f"{where}: an exclusion selects cells, not checkpoints: remove 'step'")
+            if not any(select_matches(c, exclusion.select) for c in self.cells):
+                raise SuiteError(f"{where}: [[exclude]] #{exclusion.index + 1} matches no cell "
+                                 f"({dict(exclusion.select)}); check the names and params")
+        kept = [c for c in self.cells if not any(select_matches(c, e.select) for e in suite.exclusions)]
+        self.cells = [dataclasses.replace(c, order=i) for i, c in enumerate(kept)]
         for claim in suite.claims:
             where = suite.where("claims", claim.index, "select")
             check_select_keys(claim.select, where)

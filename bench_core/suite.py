@@ -16,7 +16,7 @@ from .registry import SINGULAR
 from .tomlspan import Locator
 
 COMPONENT_TABLES = ("targets", "scores", "initializers", "samplers", "metrics")
-TOP_LEVEL = ("suite", "data", *COMPONENT_TABLES, "claims")
+TOP_LEVEL = ("suite", "data", *COMPONENT_TABLES, "exclude", "claims")
 DEFAULT_COMPONENTS = {"scores": "exact", "initializers": "standard_normal"}
 STATS = ("mean", "min", "max", "median")
 OPS = (">=", "<=", ">", "<", "==")
@@ -44,12 +44,16 @@ SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "checkpoints": (lambda v: isinstance(v, list) and all(_is_int(s) and s >= 0 for s in v),
                     "a list of integers >= 0 (steps)", []),
     "rank_by": (lambda v: isinstance(v, str) and v != "", "a metric name", None),
+    "leaderboard_metrics": (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) and m for m in v),
+                            "a non-empty list of metric names or prefixes (e.g. [\"tv_witness.lower\", "
+                            "\"score_error\"])", None),
 }
 DATA_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "n_train": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", 1000),
     "duplicate": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", 1),
 }
 CLAIM_KEYS = ("select", "metric", "stat", "op", "value", "why")
+EXCLUDE_KEYS = ("select", "why")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,15 @@ class Claim:
     index: int = -1
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """Cells of the grid that are not run: those matching ``select`` (same syntax as claims)."""
+
+    select: tuple[tuple[str, Any], ...]
+    why: str = ""
+    index: int = -1
+
+
 @dataclass
 class Suite:
     """A validated suite: settings, expanded components and claims."""
@@ -122,6 +135,8 @@ class Suite:
     rank_by: Optional[str]
     components: dict[str, list[ComponentSpec]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
+    exclusions: list[Exclusion] = field(default_factory=list)
+    leaderboard_metrics: Optional[list[str]] = None
     locator: Optional[Locator] = None
 
     def where(self, table: str, index: Optional[int] = None, key: Optional[str] = None) -> str:
@@ -217,6 +232,24 @@ def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
                  entry.get("stat", "mean"), entry.get("why", ""), index)
 
 
+def _exclusion(path: Path, loc: Locator, index: int, entry: Any) -> Exclusion:
+    where = _where(path, loc, "exclude", index, None)
+    label = f"[[exclude]] #{index + 1}"
+    if not isinstance(entry, dict):
+        raise SuiteError(f"{where}: {label} must be a table with select = {{ ... }} and why = \"...\"")
+    for key in entry:
+        if key not in EXCLUDE_KEYS:
+            raise SuiteError(f"{_where(path, loc, 'exclude', index, key)}: unknown key '{key}' in {label}"
+                             f"{did_you_mean(key, EXCLUDE_KEYS)}; allowed: {', '.join(EXCLUDE_KEYS)}")
+    select = entry.get("select")
+    if not isinstance(select, dict) or not select:
+        raise SuiteError(f"{where}: {label} needs a non-empty select table such as "
+                         "select = { sampler = \"ula\", \"score.schedule\" = \"naive\" }")
+    if not isinstance(entry.get("why", ""), str):
+        raise SuiteError(f"{_where(path, loc, 'exclude', index, 'why')}: {label} why must be a string")
+    return Exclusion(tuple(sorted((k, _freeze(v)) for k, v in select.items())), entry.get("why", ""), index)
+
+
 def parse_suite(path: str | Path) -> Suite:
     """Read and check the structure of a suite file (components are not resolved here)."""
     path = Path(path)
@@ -260,10 +293,15 @@ def parse_suite(path: str | Path) -> Suite:
     if not isinstance(claims_raw, list):
         raise SuiteError(f"{path}: claims must be written as [[claims]] tables")
     claims = [_claim(path, loc, i, entry) for i, entry in enumerate(claims_raw)]
+    exclude_raw = raw.get("exclude", [])
+    if not isinstance(exclude_raw, list):
+        raise SuiteError(f"{path}: exclusions must be written as [[exclude]] tables")
+    exclusions = [_exclusion(path, loc, i, entry) for i, entry in enumerate(exclude_raw)]
     return Suite(path=path, name=settings["name"], description=settings["description"],
                  seeds=list(settings["seeds"]), n_samples=settings["n_samples"],
                  n_reference=settings["n_reference"] or settings["n_samples"],
                  device=settings["device"], dtype=settings["dtype"],
                  checkpoints=sorted(set(settings["checkpoints"])), n_train=data["n_train"],
                  duplicate=data["duplicate"], rank_by=settings["rank_by"], components=components,
-                 claims=claims, locator=loc)
+                 claims=claims, exclusions=exclusions, leaderboard_metrics=settings["leaderboard_metrics"],
+                 locator=loc)

@@ -18,6 +18,8 @@ from bench_core.errors import SkipMetric
 from bench_core.protocols import MetricContext
 
 from ._params import nonnegative_int, positive_int
+from .cld import cld_transition
+from .scores import ExactScore
 
 F64 = torch.float64
 #: The smallest positive float64 (a subnormal, 2^-1074 ~ 4.9e-324); log10 of it (~ -323.3) is
@@ -66,9 +68,6 @@ def _cld_squared_errors(ctx: MetricContext, x0: Tensor, t: float) -> Tensor:
     """Velocity-score errors at CLD phase-space points ``(x_t, v_t)`` drawn from the exact forward
     transition of data points ``x0`` with ``v_0 ~ N(0, I)`` (Gaussian: mean ``e^{tA} z_0``,
     covariance ``I - e^{tA} e^{tA}^T`` per coordinate pair)."""
-    from .cld import cld_transition
-    from .scores import ExactScore
-
     velocity = optional_method(ctx.score, "velocity_score")
     if velocity is None:
         raise SkipMetric(f"score_error: the cld sampler needs a CLD form of the estimate "

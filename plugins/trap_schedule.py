@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ._params import nonnegative_float, nonnegative_int, positive_int
+from .scores import ExactScore
 
 SCHEDULES = ("admissible", "naive")
 #: OU times scanned for the first crossing (log-uniform), then refined by bisection.
@@ -119,8 +120,6 @@ class TimeIndexed:
 
     def velocity_score(self, x: Tensor, v: Tensor, t: float) -> Tensor:
         """CLD form: exact ``grad_v log p_t(x, v)`` plus ``deviation(x, t)``."""
-        from .scores import ExactScore
-
         return ExactScore(self.target, None).velocity_score(x, v, t) + self.deviation(x, t)
 
     def error_at(self, t: float) -> float:
