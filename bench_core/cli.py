@@ -86,10 +86,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from .contrast import contrast_markdown
     from .leaderboard import leaderboard_markdown
     from .results import load_results
 
-    print(leaderboard_markdown(load_results(Path(args.dir))))
+    run = load_results(Path(args.dir))
+    print(leaderboard_markdown(run))
+    contrast = contrast_markdown(run)
+    if contrast:
+        print(contrast)
     return 0
 
 
