@@ -27,6 +27,8 @@ BUILTIN_MODULES = (
     "bench_plugins.perturbed_scores",
     "bench_plugins.initializers",
     "bench_plugins.samplers",
+    "bench_plugins.diffusion_samplers",
+    "bench_plugins.cld",
     "bench_plugins.metrics",
     "bench_plugins.score_error",
     "bench_plugins.tv_metrics",

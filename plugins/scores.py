@@ -4,7 +4,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from bench_core import hookimpl
+from bench_core.errors import SkipCell
 from bench_core.protocols import Target, TrainingData
+
+from .cld import mixture_velocity_score
 
 
 class ExactScore:
@@ -15,6 +18,17 @@ class ExactScore:
 
     def __call__(self, x: Tensor, t: float) -> Tensor:
         return self.target.score(x, t)
+
+    def velocity_score(self, x: Tensor, v: Tensor, t: float) -> Tensor:
+        """The exact CLD velocity score ``grad_v log p_t(x, v)``; needs a target with ``mixture_components()``.
+
+        Raises :class:`~bench_core.errors.SkipCell` naming the target type when it has none.
+        """
+        mixture_components = getattr(self.target, "mixture_components", None)
+        if mixture_components is None:
+            raise SkipCell(f"the exact CLD velocity score needs a target with mixture_components(); "
+                           f"{type(self.target).__name__} has none")
+        return mixture_velocity_score(mixture_components(), x, v, t)
 
 
 @hookimpl
