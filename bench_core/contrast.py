@@ -22,6 +22,7 @@ from .results import RunResults
 
 EXACT = "exact"
 _GENERIC_TV = ("tv_witness.lower", "tv_modes.lower", "tv_classifier.lower")
+_TAGS = {"tv_witness": "wit", "tv_modes": "modes", "tv_classifier": "clf"}
 
 
 def _label(name: str, params: str) -> str:
@@ -35,6 +36,12 @@ def _tv_metric(score: str, available: set[str]) -> Optional[str]:
     own = sorted(m for m in available if m.startswith("tv_witness(") and f"witness='{score}'" in m
                  and m.endswith(".lower"))
     return own[0] if own else next((m for m in _GENERIC_TV if m in available), None)
+
+
+def _tag(metric: Optional[str]) -> str:
+    """``TV[wit]`` (witness set), ``TV[modes]`` (mode assignment) or ``TV[clf]`` (classifier)."""
+    base = (metric or "").split("(", 1)[0].split(".", 1)[0]
+    return f"TV[{_TAGS[base]}]" if base in _TAGS else "TV"
 
 
 def _num(value: float) -> str:
@@ -82,7 +89,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
                     continue
                 metric = _tv_metric(family[0], available)
                 tv, ci = cell.get(metric, (math.nan, math.nan)) if metric else (math.nan, math.nan)
-                text = f"TV {_num(tv)}" + ("" if math.isnan(ci) else f" ± {_num(ci)}")
+                text = f"{_tag(metric)} {_num(tv)}" + ("" if math.isnan(ci) else f" ± {_num(ci)}")
                 base = stats.get((row, exact), {}).get(metric) if exact and metric else None
                 if family != exact and base is not None and not math.isnan(tv):
                     delta = tv - base[0]
@@ -104,7 +111,8 @@ def contrast_markdown(run: RunResults) -> str:
         return ""
     lines = [f"# {run.info.get('suite', 'bench')} contrast", "",
              "Rows: samplers; columns: score families. Each entry: the certified TV lower bound (mean ± 95% "
-             "t-interval over seeds); Δ = TV(family) − TV(exact) on the same witness set (fragility); "
+             "t-interval over seeds) from the family's witness set (TV[wit]: tv_witness with witness = the "
+             "family), else the mode assignment (TV[modes]) or a held-out classifier (TV[clf]); Δ = TV(family) − TV(exact) on the same witness set (fragility); "
              "ε₀² = E_π‖ŝ₀ − ∇log π‖² (the norm Langevin needs small); ε̄² = the time-averaged "
              "E_{p_t}‖ŝ_t − ∇log p_t‖² over the sampler's grid (the norm the diffusion bound needs small; "
              "equal to ε₀² for Langevin). ≤1eK: the Monte Carlo error is 0 and the closed-form bound is shown.", ""]

@@ -51,7 +51,6 @@ Components = tuple[Tensor, Tensor, Tensor]  # (weights [K], means [K, d], varian
 _LOG_2PI = math.log(2 * math.pi)
 
 
-
 def cld_transition(t: float) -> Tensor:
     """``e^{tA} = e^{-t} [[1 + t, t], [-t, 1 - t]]`` as a float64 ``[2, 2]`` tensor."""
     e = math.exp(-t)
