@@ -67,7 +67,7 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
             row["seeds"] = max(row["seeds"], int(r["n"]))
         table = pd.DataFrame(list(rows.values()))
         if f"_{rank_by}" in table:
-            higher = directions.get(rank_by.split(".", 1)[0], False)
+            higher = directions.get(rank_by.split("(", 1)[0].split(".", 1)[0], False)
             table = table.sort_values(f"_{rank_by}", ascending=not higher, na_position="last", kind="stable")
             table.insert(0, "rank", range(1, len(table) + 1))
         columns = [c for c in table.columns if not c.startswith("_")]

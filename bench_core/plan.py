@@ -155,6 +155,20 @@ def check_select_keys(select: Iterable[tuple[str, Any]], where: str) -> None:
                              "target.mean")
 
 
+def metric_prefix(name: str) -> str:
+    """The metric part of a recorded name: ``tv_witness(witness='ball_trap')`` for
+    ``tv_witness(witness='ball_trap').lower``, ``score_error`` for ``score_error.sq``."""
+    if "(" in name and ")" in name:
+        return name[: name.rindex(")") + 1]
+    return name.split(".", 1)[0]
+
+
+def metric_display_names(specs: list[ComponentSpec]) -> dict[ComponentSpec, str]:
+    """A metric listed once is named by its plugin name; grid copies carry their params."""
+    counts = {n: [m.name for m in specs].count(n) for n in {m.name for m in specs}}
+    return {m: m.name if counts[m.name] == 1 else m.label() for m in specs}
+
+
 def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None) -> "Plan":
     """Validate every component against the registry and expand the grid into cells."""
     from .data import make_training_data  # local: data imports torch-heavy helpers
@@ -174,13 +188,13 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
                 built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
     finally:
         torch.set_default_dtype(previous)
-    metric_names = {s.name for s in suite.components["metrics"]}
+    metric_names = set(metric_display_names(suite.components["metrics"]).values())
     for claim in suite.claims:
         where = suite.where("claims", claim.index, "metric")
-        if claim.metric.split(".", 1)[0] not in metric_names:
+        if metric_prefix(claim.metric) not in metric_names:
             raise SuiteError(f"{where}: claim metric '{claim.metric}' is not computed by this suite "
                              f"(metrics: {', '.join(sorted(metric_names))})")
-    if suite.rank_by and suite.rank_by.split(".", 1)[0] not in metric_names:
+    if suite.rank_by and metric_prefix(suite.rank_by) not in metric_names:
         raise SuiteError(f"{suite.where('suite', None, 'rank_by')}: rank_by '{suite.rank_by}' is not a metric "
                          f"of this suite (metrics: {', '.join(sorted(metric_names))})")
     return Plan(suite, registry, device, built)
@@ -195,9 +209,7 @@ class Plan:
         self.n_steps = {spec: getattr(obj, "n_steps", None) for spec, obj in built["samplers"].items()}
         self.higher_is_better = {m.name: bool(obj.higher_is_better) for m, obj in built["metrics"].items()}
         self.metric_specs = list(suite.components["metrics"])
-        # a metric listed once is named by its plugin name; grid copies get their params in the name
-        counts = {n: [m.name for m in self.metric_specs].count(n) for n in {m.name for m in self.metric_specs}}
-        self.metric_names = {m: m.name if counts[m.name] == 1 else m.label() for m in self.metric_specs}
+        self.metric_names = metric_display_names(self.metric_specs)
         self.cells = self._expand()
         for exclusion in suite.exclusions:
             where = suite.where("exclude", exclusion.index, "select")

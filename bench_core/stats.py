@@ -12,11 +12,9 @@ def ci95_halfwidth(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     n = len(values)
-    if n < 2:
-        return math.nan
+    if n < 2 or not np.isfinite(values).all():
+        return math.nan  # an infinite value (e.g. a cutoff of inf) has no interval
     sd = values.std(ddof=1)
-    if not math.isfinite(sd):
-        return math.nan
     return float(_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 

@@ -108,3 +108,40 @@ def test_grid_expansion_and_diffusion_collapse(write_suite, toy_registry):
     steps = sorted({dict(c.sampler.params)["step_size"] for c in plan.cells})
     assert steps == [0.01, 0.02, 0.03]
     assert len({c.key for c in plan.cells}) == len(plan.cells)
+
+
+EXCLUDE_SUITE = BASE_SUITE.replace("params = { dim = 3, mean = 1.0 }", "params = { dim = 3 }\ngrid = { mean = [0.0, 1.0] }")
+
+
+def test_exclude_drops_matching_cells_and_keeps_keys(write_suite, toy_registry):
+    from bench_core.session import plan_suite
+
+    full = plan_suite(write_suite(EXCLUDE_SUITE, "full.toml"), registry=toy_registry)
+    text = EXCLUDE_SUITE + '\n[[exclude]]\nselect = { "target.mean" = 1.0, seed = 0 }\nwhy = "test"\n'
+    plan = plan_suite(write_suite(text), registry=toy_registry)
+    assert len(full.cells) == 4 and len(plan.cells) == 3
+    assert [c.order for c in plan.cells] == [0, 1, 2]
+    # the kept cells are the same cells (same keys) as in the full grid
+    assert {c.key for c in plan.cells} < {c.key for c in full.cells}
+
+
+@pytest.mark.parametrize("block, needles", [
+    ('[[exclude]]\nselect = { "target.mean" = 7.0 }\n', ["suite.toml:", "matches no cell"]),
+    ('[[exclude]]\nselcet = { seed = 0 }\n', ["unknown key 'selcet'", "did you mean 'select'"]),
+    ('[[exclude]]\nwhy = "x"\n', ["needs a non-empty select"]),
+    ('[[exclude]]\nselect = { smapler = "ula" }\n', ["select key 'smapler'", "did you mean 'sampler'"]),
+])
+def test_bad_exclusions_exit_2(write_suite, capsys, block, needles):
+    rc, _, err = check(capsys, write_suite(EXCLUDE_SUITE + "\n" + block))
+    assert rc == 2
+    assert_one_line_error(err, *needles)
+
+
+def test_claims_name_grid_metrics_by_their_label(write_suite, capsys):
+    text = EXCLUDE_SUITE + ('\n[[metrics]]\nname = "tv_witness"\ngrid = { witness = ["ball_trap", "memorized"] }\n'
+                            '\n[[claims]]\nmetric = "tv_witness(witness=\'ball_trap\').lower"\nop = "<="\nvalue = 1\n')
+    rc, out, err = check(capsys, write_suite(text))
+    assert rc == 0, err
+    bad = text.replace("witness='ball_trap'", "witness='cone_trap'")
+    rc, _, err = check(capsys, write_suite(bad, "bad.toml"))
+    assert rc == 2 and "is not computed by this suite" in err
