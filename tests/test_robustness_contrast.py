@@ -79,7 +79,7 @@ value = 0.1
 
 def test_reduced_headline_contrast(write_suite, tmp_path):
     summary = run_suite(write_suite(SUITE), out=tmp_path / "out")
-    assert summary.statuses.get("done") == summary.n_cells == 7, summary.statuses
+    assert summary.statuses.get("done") == summary.n_cells == 8, summary.statuses
     run = load_results(tmp_path / "out")
     assert all(c["holds"] for c in run.info["claims"]), run.info["claims"]
     text = (tmp_path / "out" / "contrast.md").read_text()
@@ -87,9 +87,10 @@ def test_reduced_headline_contrast(write_suite, tmp_path):
     for column in ("exact", "ball_trap(schedule=admissible)", "ball_trap(schedule=naive)", "fragility (max Δ)"):
         assert column in header
     ula = next(line for line in text.splitlines() if line.startswith("| ula"))
-    # ULA from N(0, I): trapped with the admissible estimate (the t = 0 form), TV[wit] ~ 1, Δ ~ +1
-    assert "TV[wit] 1" in ula or "TV[wit] 0.99" in ula
-    assert "+0.99" in ula.split("|")[-2] or "+1" in ula.split("|")[-2]
+    # ULA from N(0, I): trapped with the admissible estimate (the t = 0 form), TV[wit] ~ 1; with the
+    # exact score 400 steps leave ~12% of the chains still in the ball, so the fragility is ~ +0.88
+    assert "TV[wit] 0.99" in ula
+    assert float(ula.split("|")[-2].split()[0]) > 0.8
     ddpm = next(line for line in text.splitlines() if line.startswith("| ddpm"))
     cells = [c.strip() for c in ddpm.split("|")[1:-1]]
     assert cells[2].startswith("TV[wit] 0 ") and "ε₀² ≤1e-" in cells[2]  # admissible: not trapped
