@@ -22,6 +22,7 @@ from bench_plugins.cld import (CLD, cld_marginal, cld_step_integrals, cld_transi
                                mixture_phase_log_prob, mixture_velocity_score, register_samplers)
 from bench_plugins.metrics import gaussian_fit_kl
 from bench_plugins.scores import ExactScore
+from bench_plugins.schedules import time_grid
 from bench_plugins.targets import GaussianTarget
 
 F64 = torch.float64
@@ -379,3 +380,149 @@ def test_exact_score_on_a_target_without_mixture_form_skips_naming_the_target():
         CLD(n_steps=3).sample(score, torch.zeros(3, 2), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(ExactScore(GAUSS, None).velocity_score(torch.zeros(3, 2), torch.ones(3, 2), 0.0),
                                -torch.ones(3, 2))
+
+
+# ---------------------------------------------------------------- order of convergence (exact output law)
+
+def _gaussian_components(m: float, s: float):
+    """The one-component mixture form of ``N(m, s^2)`` in d = 1."""
+    return (torch.ones(1, dtype=F64), torch.tensor([[m]], dtype=F64), torch.tensor([[s * s]], dtype=F64))
+
+
+def _phase_law(components, t):
+    """Exact CLD marginal of (x, v) at time t for a 1-d Gaussian: mean [2] and covariance [2, 2]."""
+    marg = cld_marginal(components, t)
+    mean = torch.stack([marg.mean_x[0, 0], marg.mean_v[0, 0]])
+    cov = torch.stack([torch.stack([marg.xx[0, 0], marg.xv[0, 0]]), torch.stack([marg.xv[0, 0], marg.vv[0, 0]])])
+    return mean, cov
+
+
+def _cld_output_law(times, components):
+    """Exact law of (x, v) after :class:`CLD` on the grid ``times`` with the exact score of a 1-d Gaussian.
+
+    Start ``N(0, I)`` (x0 ~ N(0, 1) from the caller, v ~ N(0, 1) drawn by the sampler). The velocity score
+    of ``p_t = N(mu_t, C_t)`` is affine, ``s_v = r.z + c`` with ``r = -(C_t^{-1})_v``, ``c = (C_t^{-1} mu_t)_v``
+    (C_t inverted by torch, not by the module's closed form), so a step
+    ``z <- e^{-hA} z + 4 B_h e_2 s_v + xi``, ``xi ~ N(0, Q_h)``, is ``z <- M z + g c + xi`` with
+    ``g = 4 B_h e_2``, ``M = e^{-hA} + g r^T``: mean ``M m + g c``, covariance ``M S M^T + Q_h``.
+    """
+    mean, cov = torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64)
+    for t, t_next in zip(times[:-1], times[1:]):
+        mu, c_t = _phase_law(components, t)
+        prec_v = torch.linalg.inv(c_t)[1]
+        b, q = cld_step_integrals(t - t_next)
+        g = 4.0 * b[:, 1]
+        m_step = cld_transition(-(t - t_next)) - torch.outer(g, prec_v)
+        mean = m_step @ mean + g * (prec_v @ mu)
+        cov = m_step @ cov @ m_step.T + q
+    return mean, cov
+
+
+def _w2_gauss(mean_a, cov_a, mean_b, cov_b):
+    """W2 between Gaussians on R^2: ``|dm|^2 + tr(S_a + S_b - 2 (S_b^{1/2} S_a S_b^{1/2})^{1/2})``, with the
+    2x2 PSD square root ``sqrt(M) = (M + sqrt(det M) I) / sqrt(tr M + 2 sqrt(det M))``."""
+    def sqrtm(mat):
+        root_det = torch.linalg.det(mat).clamp_min(0).sqrt()
+        return (mat + root_det * torch.eye(2, dtype=F64)) / (mat.trace() + 2 * root_det).sqrt()
+
+    root_b = sqrtm(cov_b)
+    cross = sqrtm(root_b @ cov_a @ root_b)
+    return math.sqrt(max(((mean_a - mean_b) ** 2).sum().item() + (cov_a + cov_b - 2 * cross).trace().item(), 0.0))
+
+
+def _observed_order(steps, errors):
+    """Least-squares slope of log(error) against log(1 / step count)."""
+    return -float(np.polyfit(np.log(steps), np.log(errors), 1)[0])
+
+
+def _pair_orders(errors):
+    """Local orders log2(e_k / e_{k+1}) between successive step counts (each pair doubles it)."""
+    return [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+
+
+def test_exact_output_law_and_order_of_convergence(one_thread, capsys):
+    """W2 of the sampler's exact output law (:func:`_cld_output_law`) to the continuous-time limit at t_min.
+
+    Monte Carlo first (the propagation is checked against ``CLD.sample``, not against itself): geometric grid,
+    100 steps, target N(3, 0.5^2), n = 200000 particles, d = 1. The output is exactly Gaussian (affine steps
+    with Gaussian noise from a Gaussian start), so the sample mean has se sqrt(v / n) = 1.1e-3 and the sample
+    variance se v sqrt(2 / (n - 1)) = 8.4e-4 (v = 0.265); both must be within 5 se of the propagated law. The
+    propagated variance is 0.015 = 18 se above the exact 0.25: the check sees the discretization error.
+
+    Reference: p_{t_min} exactly (``cld_marginal``); the reverse SDE from N(0, I)^2 at T = 10 reaches it up to
+    the start error (mean_x of p_T is 3 * 11 e^{-10} = 1.5e-3), which the exact reverse flow contracts like
+    T e^{-T}: the floor measured with 12800 uniform steps is 1.4e-6, 70x below the smallest error here.
+    The mean recursion is exact on the exponential integrator (``e^{-hA} mu_t = mu_{t-h}`` and s_v(mu_t) = 0),
+    so all the error is in the covariance.
+
+    Measured (s = 1 / s = 0.5), T = 10, t_min = 1e-3, W2 at n = 50 .. 800 (fitted order; local order 400 -> 800):
+    x-marginal, uniform: 0.0324 .. 1.30e-4 / 0.0283 .. 1.10e-4, order 1.991 / 2.003 (local 1.997 / 1.996);
+    x-marginal, geometric (fit on n = 100 .. 800): 0.0359 .. 3.10e-3 / 0.0150 .. 1.50e-3, order 1.177 / 1.106
+    (local 1.095 / 1.05); (x, v), uniform: 0.296 .. 0.0128 / 0.323 .. 0.0128, order 1.127 / 1.155 (local
+    1.03 / 1.04); (x, v), geometric (n = 100 .. 800): 0.0468 .. 4.3e-3 / 0.0343 .. 3.37e-3, order 1.147 / 1.116
+    (local 1.07 / 1.05). The first-order fits bend up from an O(h^2) correction at the coarse end: the local
+    orders fall monotonically towards 1 (e.g. 1.30, 1.14, 1.06, 1.03), which is what is asserted.
+    * Uniform: the x-marginal is second order while (x, v) is first order. In the stationary regime (s = 1 makes
+      C_t = I at every t) the frozen-score chain has an invariant covariance I + (1.66 h^2, 0.33 h^2; ., 2 h) to
+      leading order (0.0165, 0.0038, 0.253 at h = 0.1): an O(h) bias in v only, and x (dx = v dt) sees O(h^2).
+      With a constant h the chain tracks this biased quasi-equilibrium, so at t_min the x-error is O(h^2)
+      (0.0165 / 2 = 0.0082 in sd at h = 0.1, as measured).
+    * Geometric: h_k = (1 - (t_min / T)^{1 / n}) t_k varies along the path; the O(h) v-bias then changes with t
+      and leaks into x at first order, so the x-marginal is first order (the usual rate of the exponential
+      integrator). (Checked outside this test: a uniform grid whose h drops from 9 / n to 5 / n at t = 1 is
+      first order in x too; one whose h halves at t = 5, forgotten by t_min, stays second order.) Its fit bends
+      up more because at n = 100 the first steps (0.88, 0.80, 0.73, ..) exceed the stability bound h* = 0.537
+      of the step map (spectral radius of e^{-hA} - 4 B_h e_2 e_2^T at the stationary score > 1 for h > h*:
+      the velocity score, the only damping of the reverse drift -A, is explicit). At n = 50 the first steps
+      are 1.68, 1.40, 1.16, .. and the output blows up (x-marginal W2 = 49 / 5.2): excluded from the fit and
+      asserted to be > 1.
+    """
+    n, target = 200_000, GaussianTarget(dim=1, mean=3.0, std=0.5)
+    comps = target.mixture_components()
+    sampler = CLD(T=10.0, n_steps=100, t_min=1e-3, grid="geometric")
+    x0 = torch.randn(n, 1, generator=torch.Generator().manual_seed(21), dtype=F64)
+    out = sampler.sample(ExactScore(target, None), x0, generator=torch.Generator().manual_seed(22))
+    mean, cov = _cld_output_law(time_grid(10.0, 1e-3, 100, "geometric").tolist(), comps)
+    mu, var = mean[0].item(), cov[0, 0].item()
+    z_mean = (out.mean().item() - mu) / math.sqrt(var / n)
+    z_var = (out.var().item() - var) / (var * math.sqrt(2 / (n - 1)))
+    z_exact = (out.var().item() - cld_marginal(comps, 1e-3).xx.item()) / (var * math.sqrt(2 / (n - 1)))
+    with capsys.disabled():
+        print(f"\nCLD Monte Carlo (n = {n}, 100 geometric steps, N(3, 0.5^2)) vs exact output law: "
+              f"mean {z_mean:+.2f} se, variance {z_var:+.2f} se (p_t_min's variance is {z_exact:+.1f} se away)")
+    assert abs(z_mean) < 5 and abs(z_var) < 5, f"Monte Carlo vs exact law: mean {z_mean:.2f}, variance {z_var:.2f} se"
+    assert z_exact > 10, f"the discretization error is not visible: variance {z_exact:.2f} se from p_t_min"
+
+    ns = [50, 100, 200, 400, 800]
+    rows = []
+    for s in (1.0, 0.5):
+        comps = _gaussian_components(3.0, s)
+        ref_mean, ref_cov = _phase_law(comps, 1e-3)
+        for grid in ("uniform", "geometric"):
+            laws = [_cld_output_law(time_grid(10.0, 1e-3, k, grid).tolist(), comps) for k in ns]
+            ref_sd = math.sqrt(ref_cov[0, 0].item())
+            x_w2 = [math.hypot(m[0].item() - ref_mean[0].item(), math.sqrt(c[0, 0].item()) - ref_sd) for m, c in laws]
+            phase_w2 = [_w2_gauss(m, c, ref_mean, ref_cov) for m, c in laws]
+            first = 0 if grid == "uniform" else 1  # 50 geometric steps are unstable (docstring)
+            rows.append((f"N(3, {s}^2) {grid}", x_w2, phase_w2, first))
+    with capsys.disabled():
+        print("CLD, W2 to p_{t_min}, T = 10, t_min = 1e-3, n_steps", ns, "(order fitted; local orders)")
+        for label, x_w2, phase_w2, first in rows:
+            for kind, errors in (("x     ", x_w2), ("(x, v)", phase_w2)):
+                local = ", ".join(f"{o:.3f}" for o in _pair_orders(errors[first:]))
+                print(f"  {label:21s} {kind} order {_observed_order(ns[first:], errors[first:]):.3f} ({local})   "
+                      f"[{', '.join(f'{e:.3g}' for e in errors)}]")
+    for label, x_w2, phase_w2, first in rows:
+        if first:
+            assert x_w2[0] > 1.0, f"{label}: 50 geometric steps (first step 1.68 > h* = 0.537) should blow up"
+        first_order = [("(x, v)", phase_w2[first:])]
+        if "uniform" in label:
+            assert 1.9 <= _observed_order(ns, x_w2) <= 2.1, f"{label}: x-marginal order {_observed_order(ns, x_w2):.3f}"
+            assert all(1.9 <= o <= 2.1 for o in _pair_orders(x_w2)), f"{label}: x-marginal {_pair_orders(x_w2)}"
+        else:
+            first_order.append(("x", x_w2[first:]))
+        for kind, errors in first_order:
+            local = _pair_orders(errors)
+            # first order: local orders falling monotonically to ~1 as the O(h^2) correction fades
+            assert all(a > b for a, b in zip(local, local[1:])), f"{label} {kind}: local orders {local}"
+            assert 0.95 <= local[-1] <= 1.15, f"{label} {kind}: local order at 400 -> 800 steps {local[-1]:.3f}"

@@ -189,3 +189,24 @@ def test_check_plugin_fails_on_a_wrong_target_and_a_rejected_default():
     with pytest.raises(AssertionError, match="sampler 'toy_ula0' built with default params: ValueError: "
                                              "parameter 'step_size'"):
         check_plugin(plugin)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("ddpm", {}), ("ddpm", {"discretization": "exponential", "n_steps": 200}), ("ddim", {}),
+    ("cld", {"n_steps": 200}), ("annealed_langevin", {"n_levels": 50, "steps_per_level": 5}),
+])
+def test_builtin_diffusion_samplers_pass(name, params):
+    from bench_core.plugin_manager import get_registry
+
+    check_sampler(get_registry().create("samplers", name, **params), n=2000)
+
+
+def test_builtin_mixture_target_and_perturbed_scores_pass():
+    from bench_core.plugin_manager import get_registry
+
+    registry = get_registry()
+    gmm = registry.create("targets", "gmm", dim=3)
+    check_target(gmm)
+    data = TrainingData(*(2 * [gmm.sample(50, torch.Generator().manual_seed(0))]), 1)
+    for name in ("ball_trap", "memorized", "cone_trap", "noisy"):
+        check_score(registry.create("scores", name, gmm, data), gmm)
