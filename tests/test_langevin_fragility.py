@@ -5,7 +5,6 @@ that runs in seconds, and assert the same direction with margins far from the me
 """
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 
