@@ -193,3 +193,24 @@ def test_tv_modes_registers_through_the_plugin_hook():
     assert "tv_modes" in registry.names("metrics")
     assert registry.get("metrics", "tv_modes").factory is TVModes
     assert TVModes.higher_is_better is True
+
+
+@pytest.mark.parametrize("name, params", [
+    ("ddpm", {}), ("ddpm", {"discretization": "exponential"}), ("ddim", {}), ("cld", {}), ("annealed_langevin", {}),
+])
+def test_diffusion_samplers_with_exact_scores_find_every_mode(name, params, one_thread):
+    """Issue acceptance: on the default gmm, exact scores give tv_modes.lower <= 0.05 for every diffusion
+    sampler at its default settings. With n = 2000 the margin is 0.5 sqrt(2/n) + sqrt(log 20 / (2n)) = 0.043.
+    The point estimate tv must also be <= 0.06: for a sampler with the exact mode weights E[tv] <= 0.5 sqrt(2/n)
+    = 0.016 and McDiarmid puts the deviation above sqrt(log 1000 / (2n)) = 0.042 at probability <= 1e-3."""
+    from bench_core.plugin_manager import get_registry
+    from bench_plugins.scores import ExactScore
+
+    registry = get_registry()
+    target = registry.create("targets", "gmm")
+    gen = torch.Generator().manual_seed(5)
+    x0 = torch.randn(2000, target.dim, generator=gen)
+    samples = registry.create("samplers", name, **params).sample(ExactScore(target, None), x0, generator=gen)
+    out = TVModes()(samples, MetricContext(target, x0, None, None, None, gen))
+    assert out["lower"] <= 0.05, out
+    assert out["tv"] <= 0.06, out
