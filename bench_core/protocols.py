@@ -30,7 +30,14 @@ class Target(Protocol):
 
 @runtime_checkable
 class ScoreEstimate(Protocol):
-    """An estimate of ``grad log p_t``; may expose ``region(x)``, the set where it is wrong."""
+    """An estimate of ``grad log p_t``.
+
+    Optional methods that metrics and samplers use when present: ``region(x) -> BoolTensor[n]``
+    (the witness set where it is deliberately wrong), ``velocity_score(x, v, t)`` (its CLD form,
+    needed by the ``cld`` sampler), ``active(t) -> bool`` (False where it equals the exact score by
+    construction, so ``score_error.bar_sq`` skips that time), ``error_log_bound(target)`` and
+    ``region_log_mass(target)`` (closed forms), ``diagnostics() -> dict``.
+    """
 
     def __call__(self, x: Tensor, t: float) -> Tensor: ...
 
@@ -44,7 +51,13 @@ class Initializer(Protocol):
 
 @runtime_checkable
 class Sampler(Protocol):
-    """Moves particles ``x0`` using a score; ``family`` is "langevin" or "diffusion"."""
+    """Moves particles ``x0`` using a score; ``family`` is "langevin" or "diffusion".
+
+    Diffusion samplers also expose ``T`` (horizon), ``process`` ("ou" or "cld"),
+    ``score_times() -> [(t_k, h_k)]`` (each score query time and the time it covers) and
+    ``forward_coefficients(t) -> (a_t, sigma_t)`` (``x_t = a_t x_0 + sigma_t z``), from which
+    ``score_error`` computes the time-averaged error over the sampler's own grid.
+    """
 
     family: Literal["langevin", "diffusion"]
 
