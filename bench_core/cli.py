@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list loaded plugins, versions and components")
     show = sub.add_parser("show", help="print the leaderboard of a results folder")
     show.add_argument("dir")
+    report = sub.add_parser("report", help="write the HTML report of a results folder")
+    report.add_argument("dir")
+    report.add_argument("-o", "--output", metavar="FILE", help="output file (default DIR/report.html)")
     return parser
 
 
@@ -98,7 +101,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "plugins": _cmd_plugins, "show": _cmd_show}
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import write_report
+
+    print(write_report(Path(args.dir), args.output))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "plugins": _cmd_plugins, "show": _cmd_show,
+            "report": _cmd_report}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -31,11 +31,24 @@ def _label(name: str, params: str) -> str:
     return f"{name}({inner})" if inner else name
 
 
-def _tv_metric(score: str, available: set[str]) -> Optional[str]:
-    """The TV metric of a score family: its own witness set first, then generic bounds."""
+def tv_metric_for(score: str, available: set[str]) -> Optional[str]:
+    """The TV metric of a score family: its own witness set first, then generic bounds.
+
+    Parameters
+    ----------
+    score : the family's score name (e.g. ``"ball_trap"``).
+    available : the metric names measured on the target.
+
+    Returns
+    -------
+    The metric name, or None when no TV lower bound was measured.
+    """
     own = sorted(m for m in available if m.startswith("tv_witness(") and f"witness='{score}'" in m
                  and m.endswith(".lower"))
     return own[0] if own else next((m for m in _GENERIC_TV if m in available), None)
+
+
+_tv_metric = tv_metric_for  # the former private name
 
 
 def _tag(metric: Optional[str]) -> str:
@@ -87,7 +100,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
                 if cell is None:
                     record[column] = ""
                     continue
-                metric = _tv_metric(family[0], available)
+                metric = tv_metric_for(family[0], available)
                 tv, ci = cell.get(metric, (math.nan, math.nan)) if metric else (math.nan, math.nan)
                 text = f"{_tag(metric)} {_num(tv)}" + ("" if math.isnan(ci) else f" ± {_num(ci)}")
                 base = stats.get((row, exact), {}).get(metric) if exact and metric else None

@@ -31,8 +31,20 @@ class MarkdownContrast:
         return [path]
 
 
+class HTMLReport:
+    """``report.html``: one self-contained page (claims, contrast heatmaps and scatter plots,
+    leaderboards, trajectories, cells not done); see :mod:`bench_core.html_report`."""
+
+    def __call__(self, run: RunResults, out_dir: Path) -> list[Path]:
+        from bench_core.html_report import write_html  # matplotlib/seaborn load only when a report is written
+
+        return [write_html(run, Path(out_dir) / "report.html")]
+
+
 @hookimpl
 def register_reporters(register):
     register("leaderboard", MarkdownLeaderboard, description="leaderboard.md (mean ± 95% CI over seeds)")
     register("contrast", MarkdownContrast,
              description="contrast.md: samplers x score families, TV lower bound, eps_0, eps_bar, fragility")
+    register("html", HTMLReport,
+             description="report.html: claims, contrast heatmaps and TV-vs-error plots, leaderboards, trajectories")
