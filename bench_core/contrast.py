@@ -25,7 +25,7 @@ _GENERIC_TV = ("tv_witness.lower", "tv_modes.lower", "tv_classifier.lower")
 _TAGS = {"tv_witness": "wit", "tv_modes": "modes", "tv_classifier": "clf"}
 
 
-def _label(name: str, params: str) -> str:
+def component_label(name: str, params: str) -> str:
     items = json.loads(params) if params else {}
     inner = ", ".join(f"{k}={v}" for k, v in items.items())
     return f"{name}({inner})" if inner else name
@@ -48,10 +48,9 @@ def tv_metric_for(score: str, available: set[str]) -> Optional[str]:
     return own[0] if own else next((m for m in _GENERIC_TV if m in available), None)
 
 
-_tv_metric = tv_metric_for  # the former private name
 
 
-def _tag(metric: Optional[str]) -> str:
+def bound_tag(metric: Optional[str]) -> str:
     """``TV[wit]`` (witness set), ``TV[modes]`` (mode assignment) or ``TV[clf]`` (classifier)."""
     base = (metric or "").split("(", 1)[0].split(".", 1)[0]
     return f"TV[{_TAGS[base]}]" if base in _TAGS else "TV"
@@ -81,7 +80,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
         stats: dict[tuple, dict[str, tuple[float, float]]] = {}
         for r in block.itertuples(index=False):
-            row = (_label(r.sampler, r.sampler_params), r.initializer, r.initializer_params)
+            row = (component_label(r.sampler, r.sampler_params), r.initializer, r.initializer_params)
             stats.setdefault((row, (r.score, r.score_params)), {})[r.metric] = (r.mean, r.ci95)
         families = list(dict.fromkeys(family for _, family in stats))
         if len(families) < 2:
@@ -92,17 +91,17 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
         records = []
         for row in rows:
             sampler, init, iparams = row
-            record = {"sampler": sampler if init == "prior" else f"{sampler} from {_label(init, iparams)}"}
+            record = {"sampler": sampler if init == "prior" else f"{sampler} from {component_label(init, iparams)}"}
             worst: Optional[tuple[float, str]] = None
             for family in families:
                 cell = stats.get((row, family))
-                column = _label(*family)
+                column = component_label(*family)
                 if cell is None:
                     record[column] = ""
                     continue
                 metric = tv_metric_for(family[0], available)
                 tv, ci = cell.get(metric, (math.nan, math.nan)) if metric else (math.nan, math.nan)
-                text = f"{_tag(metric)} {_num(tv)}" + ("" if math.isnan(ci) else f" ± {_num(ci)}")
+                text = f"{bound_tag(metric)} {_num(tv)}" + ("" if math.isnan(ci) else f" ± {_num(ci)}")
                 base = stats.get((row, exact), {}).get(metric) if exact and metric else None
                 if family != exact and base is not None and not math.isnan(tv):
                     delta = tv - base[0]
@@ -113,7 +112,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
                 record[column] = text
             record["fragility (max Δ)"] = "n/a" if worst is None else f"{worst[0]:+.3g} ({worst[1]})"
             records.append(record)
-        tables.append((_label(target, tparams), pd.DataFrame(records)))
+        tables.append((component_label(target, tparams), pd.DataFrame(records)))
     return tables
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import report_figures as figures
-from .contrast import _label, _tag, contrast_tables, tv_metric_for
+from .contrast import bound_tag, component_label, contrast_tables, tv_metric_for
 from .errors import ResultsError
 from .leaderboard import leaderboard_tables, summarize
 from .results import RESULT_COLUMNS, RunResults, load_results
@@ -58,7 +58,7 @@ def _config_labels(frame: pd.DataFrame) -> pd.Series:
     labels = pd.Series("", index=frame.index, dtype=object)
     columns = [c for axis in _AXES for c in (axis, f"{axis}_params")]
     for key, index in frame.groupby(columns, sort=False).groups.items():
-        labels[index] = " / ".join(_label(key[2 * i], key[2 * i + 1]) for i in range(len(_AXES)))
+        labels[index] = " / ".join(component_label(key[2 * i], key[2 * i + 1]) for i in range(len(_AXES)))
     return labels
 
 
@@ -113,10 +113,10 @@ def contrast_points(run: RunResults) -> pd.DataFrame:
             means.setdefault(key, {})[r.metric] = r.mean
         for (score, sparams, init, iparams, sampler, pparams), values in means.items():
             metric = tv_metric_for(score, available)
-            row = _label(sampler, pparams)
-            records.append({"target": _label(target, tparams),
-                            "sampler": row if init == "prior" else f"{row} from {_label(init, iparams)}",
-                            "family": _label(score, sparams), "tag": _tag(metric),
+            row = component_label(sampler, pparams)
+            records.append({"target": component_label(target, tparams),
+                            "sampler": row if init == "prior" else f"{row} from {component_label(init, iparams)}",
+                            "family": component_label(score, sparams), "tag": bound_tag(metric),
                             "tv": values.get(metric, math.nan) if metric else math.nan,
                             "eps_bar": values.get("score_error.bar_sq", math.nan)})
     return pd.DataFrame(records, columns=["target", "sampler", "family", "tag", "tv", "eps_bar"])
@@ -180,7 +180,7 @@ def _trajectories(run: RunResults) -> str:
     traj = traj[(traj["status"] == "done") & np.isfinite(traj["value"].astype(float))]
     parts = []
     for (target, tparams), block in traj.groupby(["target", "target_params"], sort=False):
-        title = _label(target, tparams)
+        title = component_label(target, tparams)
         parts.append(f"<h3>{_e(title)}</h3>")
         frame = block.assign(config=_config_labels(block), step=block["step"].astype(int))
         for metric in _trajectory_metrics(list(dict.fromkeys(block["metric"])), run.info.get("rank_by")):
@@ -196,7 +196,7 @@ def _not_done(run: RunResults) -> str:
     if errors.empty:
         parts.append(f'<p class="note">All {results["cell"].nunique()} cells finished.</p>')
     else:
-        shown = errors.assign(**{axis: [_label(n, p) for n, p in zip(errors[axis], errors[f"{axis}_params"])]
+        shown = errors.assign(**{axis: [component_label(n, p) for n, p in zip(errors[axis], errors[f"{axis}_params"])]
                                  for axis in ("target", *_AXES)})
         parts.append(_table(shown[["cell", "target", *_AXES, "seed", "status", "reason"]]))
     metrics = results[(results["metric"] != "error") & (results["status"] != "done")]
