@@ -26,6 +26,7 @@ _TAGS = {"tv_witness": "wit", "tv_modes": "modes", "tv_classifier": "clf"}
 
 
 def component_label(name: str, params: str) -> str:
+    """``name(k=v, ...)`` from a component name and its canonical-JSON params (``name`` alone if none)."""
     items = json.loads(params) if params else {}
     inner = ", ".join(f"{k}={v}" for k, v in items.items())
     return f"{name}({inner})" if inner else name
