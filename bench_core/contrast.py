@@ -17,7 +17,6 @@ from typing import Optional
 
 import pandas as pd
 
-from .leaderboard import summarize
 from .results import RunResults
 
 EXACT = "exact"
@@ -74,7 +73,7 @@ def _eps0(stats: dict[str, tuple[float, float]]) -> str:
 
 def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     """One table per target with at least two score families (see the module docstring)."""
-    summary = summarize(run.results)
+    summary = run.summary
     if summary.empty:
         return []
     tables = []

@@ -3,7 +3,7 @@
 Sections: the run (suite, cells, settings), claims, the contrast (tables, and per target a heatmap
 of the TV lower bound of samplers × score families and TV against ε̄²), the leaderboards,
 trajectories at the checkpoints, and the cells that did not finish. The numbers are those of
-``leaderboard.md`` and ``contrast.md`` (``summarize``, ``leaderboard_tables``, ``contrast_tables``),
+``leaderboard.md`` and ``contrast.md`` (``RunResults.summary``, ``leaderboard_tables``, ``contrast_tables``),
 so the page and the Markdown files never disagree. CSS is inline and figures are base64 PNG, so
 the file can be mailed or archived alone; every text taken from the data is HTML-escaped.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 from . import report_figures as figures
 from .contrast import bound_tag, component_label, contrast_tables, tv_metric_for
 from .errors import ResultsError
-from .leaderboard import leaderboard_tables, summarize
+from .leaderboard import leaderboard_tables
 from .results import RESULT_COLUMNS, RunResults, load_results
 
 MAX_TRAJECTORY_FIGURES = 4  # per target
@@ -103,7 +103,7 @@ def contrast_points(run: RunResults) -> pd.DataFrame:
     of the metric ``tv_metric_for`` picks for the family) and ``eps_bar`` (mean
     ``score_error.bar_sq``); NaN where a metric was not measured.
     """
-    summary = summarize(run.results)
+    summary = run.summary
     records = []
     for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
         available = set(block["metric"])

@@ -7,21 +7,9 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from .results import CONFIG_COLUMNS, RunResults
-from .stats import ci95_halfwidth
+from .results import RunResults
 
 ROW_AXES = ["score", "score_params", "initializer", "initializer_params", "sampler", "sampler_params"]
-
-
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (configuration, metric): n seeds, mean, std, ci95 half-width."""
-    done = results[(results["status"] == "done") & (results["metric"] != "error")]
-    if done.empty:
-        return pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "n", "mean", "std", "ci95"])
-    grouped = done.groupby(CONFIG_COLUMNS + ["metric"], sort=False)["value"]
-    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
-    out["ci95"] = grouped.apply(lambda v: ci95_halfwidth(v.to_numpy())).to_numpy()
-    return out
 
 
 def _fmt(mean: float, ci: float) -> str:
@@ -43,7 +31,7 @@ def _component(name: str, params: str) -> str:
 
 def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[tuple[str, pd.DataFrame]]:
     """One table per target: rows are (score, initializer, sampler), columns metrics, ranked."""
-    summary = summarize(run.results)
+    summary = run.summary
     if summary.empty:
         return []
     directions: dict[str, bool] = run.info.get("higher_is_better", {})

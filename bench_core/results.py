@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from .errors import ResultsError
 from .plan import Plan
+from .stats import ci95_halfwidth
 from .store import Store
 
 ID_COLUMNS = ["cell", "target", "score", "initializer", "sampler", "seed", "target_params", "score_params",
@@ -31,6 +33,22 @@ class RunResults:
     results: pd.DataFrame
     trajectory: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """:func:`summarize` of ``results``, computed once for every table and reporter."""
+        return summarize(self.results)
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (configuration, metric): n seeds, mean, std, ci95 half-width."""
+    done = results[(results["status"] == "done") & (results["metric"] != "error")]
+    if done.empty:
+        return pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "n", "mean", "std", "ci95"])
+    grouped = done.groupby(CONFIG_COLUMNS + ["metric"], sort=False)["value"]
+    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
+    out["ci95"] = grouped.apply(lambda v: ci95_halfwidth(v.to_numpy())).to_numpy()
+    return out
 
 
 def tidy_tables(store: Store, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,7 +11,8 @@ from scipy import stats
 
 from bench_core.claims import evaluate_claims
 from bench_core.cli import main
-from bench_core.leaderboard import leaderboard_tables, summarize
+from bench_core.leaderboard import leaderboard_tables
+from bench_core.results import summarize
 from bench_core.results import RESULT_COLUMNS, RunResults
 from bench_core.suite import Claim
 
