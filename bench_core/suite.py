@@ -205,15 +205,22 @@ def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list
     return specs
 
 
-def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
-    where = _where(path, loc, "claims", index, None)
-    label = f"[[claims]] #{index + 1}"
+def _table_entry(path: Path, loc: Locator, table: str, index: int, entry: Any, allowed: tuple[str, ...],
+                 shape: str = "") -> tuple[str, str]:
+    """Check that a ``[[table]]`` entry is a table with only ``allowed`` keys; return (where, label)."""
+    where = _where(path, loc, table, index, None)
+    label = f"[[{table}]] #{index + 1}"
     if not isinstance(entry, dict):
-        raise SuiteError(f"{where}: {label} must be a table")
+        raise SuiteError(f"{where}: {label} must be a table{shape}")
     for key in entry:
-        if key not in CLAIM_KEYS:
-            raise SuiteError(f"{_where(path, loc, 'claims', index, key)}: unknown key '{key}' in {label}"
-                             f"{did_you_mean(key, CLAIM_KEYS)}; allowed: {', '.join(CLAIM_KEYS)}")
+        if key not in allowed:
+            raise SuiteError(f"{_where(path, loc, table, index, key)}: unknown key '{key}' in {label}"
+                             f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+    return where, label
+
+
+def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
+    where, label = _table_entry(path, loc, "claims", index, entry, CLAIM_KEYS)
     for key in ("metric", "op", "value"):
         if key not in entry:
             raise SuiteError(f"{where}: {label} needs '{key}'")
@@ -233,14 +240,8 @@ def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
 
 
 def _exclusion(path: Path, loc: Locator, index: int, entry: Any) -> Exclusion:
-    where = _where(path, loc, "exclude", index, None)
-    label = f"[[exclude]] #{index + 1}"
-    if not isinstance(entry, dict):
-        raise SuiteError(f"{where}: {label} must be a table with select = {{ ... }} and why = \"...\"")
-    for key in entry:
-        if key not in EXCLUDE_KEYS:
-            raise SuiteError(f"{_where(path, loc, 'exclude', index, key)}: unknown key '{key}' in {label}"
-                             f"{did_you_mean(key, EXCLUDE_KEYS)}; allowed: {', '.join(EXCLUDE_KEYS)}")
+    where, label = _table_entry(path, loc, "exclude", index, entry, EXCLUDE_KEYS,
+                                " with select = { ... } and why = \"...\"")
     select = entry.get("select")
     if not isinstance(select, dict) or not select:
         raise SuiteError(f"{where}: {label} needs a non-empty select table such as "
