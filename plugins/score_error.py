@@ -58,9 +58,14 @@ def _in_float64(fn: Callable[[Tensor], tuple[Tensor, Tensor]], x: Tensor) -> tup
     return est.to(F64), exact.to(F64)
 
 
+def scores_at(ctx: MetricContext, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+    """``(s_hat(x, t), grad log p_t(x))`` as float64 (see :func:`_in_float64`)."""
+    return _in_float64(lambda y: (ctx.score(y, t), ctx.target.score(y, t)), x)
+
+
 def squared_errors(ctx: MetricContext, x: Tensor, t: float) -> Tensor:
     """``||s_hat(x_i, t) - grad log p_t(x_i)||^2`` per point (float64 [n])."""
-    est, exact = _in_float64(lambda y: (ctx.score(y, t), ctx.target.score(y, t)), x)
+    est, exact = scores_at(ctx, x, t)
     return (est - exact).pow(2).sum(-1)
 
 
@@ -160,10 +165,11 @@ class ScoreError:
         n = x.shape[0]
         if n == 0:
             raise SkipMetric("score_error needs at least one reference sample (ctx.reference is empty)")
-        per_point = squared_errors(ctx, x, 0.0)
+        est, exact = scores_at(ctx, x, 0.0)
+        per_point = (est - exact).pow(2).sum(-1)
         sq = float(per_point.mean())
         se = float(per_point.std(correction=1)) / math.sqrt(n) if n > 1 else math.inf
-        norm2 = float(ctx.target.score(x.to(F64), 0.0).pow(2).sum(-1).mean())
+        norm2 = float(exact.pow(2).sum(-1).mean())
         rel = sq / norm2 if norm2 > 0 else (0.0 if sq == 0 else math.inf)
         out = {"sq": sq, "se": se, **self._log10(sq, ctx), "rel": rel}
         out.update(self._time_averaged(ctx, x[: self.n_bar], sq))
