@@ -20,6 +20,7 @@ internal seed (deterministic; it resolves errors down to about ``sup||s_hat - s|
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Optional
 
 import torch
@@ -69,7 +70,7 @@ def first_crossing(error_at: Callable[[float], float], budget: float, grid: Opti
     return hi
 
 
-class TimeIndexed:
+class TimeIndexed(ABC):
     """Mixin for a perturbed estimate with a time-t form gated by a schedule.
 
     Subclasses set ``self.target`` and implement ``perturbed(x, t)`` (the naive time-t form) and
@@ -90,10 +91,12 @@ class TimeIndexed:
         self._cutoff: Optional[float] = None
         self._mc_points: Optional[tuple[Tensor, Tensor]] = None
 
+    @abstractmethod
     def perturbed(self, x: Tensor, t: float) -> Tensor:
-        raise NotImplementedError
+        """The naive time-t form of the estimate ([n, d], dtype/device of x)."""
 
     def error_bound(self, t: float) -> Optional[float]:
+        """An upper bound on ``E_{p_t}||perturbed_t - s_t||^2`` in closed form, or None (Monte Carlo)."""
         return None
 
     @property
