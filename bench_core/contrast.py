@@ -11,24 +11,17 @@ of the row. The TV of a family is read from the first metric present among
 """
 from __future__ import annotations
 
-import json
 import math
 from typing import Optional
 
 import pandas as pd
 
+from .leaderboard import component_label
 from .results import RunResults
 
 EXACT = "exact"
 _GENERIC_TV = ("tv_witness.lower", "tv_modes.lower", "tv_classifier.lower")
 _TAGS = {"tv_witness": "wit", "tv_modes": "modes", "tv_classifier": "clf"}
-
-
-def component_label(name: str, params: str) -> str:
-    """``name(k=v, ...)`` from a component name and its canonical-JSON params (``name`` alone if none)."""
-    items = json.loads(params) if params else {}
-    inner = ", ".join(f"{k}={v}" for k, v in items.items())
-    return f"{name}({inner})" if inner else name
 
 
 def tv_metric_for(score: str, available: set[str]) -> Optional[str]:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from . import report_figures as figures
-from .contrast import bound_tag, component_label, contrast_tables, tv_metric_for
+from .contrast import bound_tag, contrast_tables, tv_metric_for
 from .errors import ResultsError
-from .leaderboard import leaderboard_tables
+from .leaderboard import component_label, leaderboard_tables
 from .results import RESULT_COLUMNS, RunResults, load_results
 
 MAX_TRAJECTORY_FIGURES = 4  # per target

@@ -19,13 +19,10 @@ def _fmt(mean: float, ci: float) -> str:
     return text if math.isnan(ci) else f"{text} ± {ci:.2g}"
 
 
-def _params(text: str) -> str:
-    params = json.loads(text) if text else {}
-    return ", ".join(f"{k}={v}" for k, v in params.items())
-
-
-def _component(name: str, params: str) -> str:
-    inner = _params(params)
+def component_label(name: str, params: str) -> str:
+    """``name(k=v, ...)`` from a component name and its canonical-JSON params (``name`` alone if none)."""
+    items = json.loads(params) if params else {}
+    inner = ", ".join(f"{k}={v}" for k, v in items.items())
     return f"{name}({inner})" if inner else name
 
 
@@ -46,9 +43,9 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
         rows: dict[tuple, dict[str, Any]] = {}
         for _, r in block.iterrows():
             key = tuple(r[c] for c in ROW_AXES)
-            row = rows.setdefault(key, {"score": _component(r["score"], r["score_params"]),
-                                        "initializer": _component(r["initializer"], r["initializer_params"]),
-                                        "sampler": _component(r["sampler"], r["sampler_params"]),
+            row = rows.setdefault(key, {"score": component_label(r["score"], r["score_params"]),
+                                        "initializer": component_label(r["initializer"], r["initializer_params"]),
+                                        "sampler": component_label(r["sampler"], r["sampler_params"]),
                                         "seeds": 0})
             row[r["metric"]] = _fmt(r["mean"], r["ci95"])
             row[f"_{r['metric']}"] = r["mean"]
@@ -60,7 +57,7 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
             table.insert(0, "rank", range(1, len(table) + 1))
         columns = [c for c in table.columns if not c.startswith("_")]
         columns = [c for c in columns if c not in metrics] + [m for m in metrics if m in columns]
-        tables.append((_component(target, tparams), table[columns].reset_index(drop=True)))
+        tables.append((component_label(target, tparams), table[columns].reset_index(drop=True)))
     return tables
 
 
