@@ -26,9 +26,7 @@ from bench_core.plugin_manager import get_registry
 from bench_core.protocols import MetricContext
 
 from ._params import open_interval_float, positive_float, positive_int
-from .score_error import SAMPLE_CHUNK as _SAMPLE_CHUNK
-from .score_error import draw_target as _draw_target
-from .score_error import optional_method as _optional_method
+from .score_error import SAMPLE_CHUNK, draw_target, optional_method
 
 F64 = torch.float64
 
@@ -61,7 +59,7 @@ def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
 def _count_in_region(region: Callable[[Tensor], Tensor], x: Tensor) -> int:
     """Number of rows of ``x`` in the witness set, evaluated in chunks."""
     total = 0
-    for chunk in torch.split(x, _SAMPLE_CHUNK):
+    for chunk in torch.split(x, SAMPLE_CHUNK):
         inside = torch.as_tensor(region(chunk))
         if inside.shape != (chunk.shape[0],):
             raise ValueError(f"score.region returned shape {tuple(inside.shape)}, expected ({chunk.shape[0]},)")
@@ -148,7 +146,7 @@ class TVWitness:
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         owner = self._region_owner(ctx)
-        region = _optional_method(owner, "region")
+        region = optional_method(owner, "region")
         if region is None:
             raise SkipMetric(f"tv_witness needs a score estimate with a witness region (a region(x) "
                              f"method); {type(owner).__name__} has none (set the metric's 'witness' param to "
@@ -159,7 +157,7 @@ class TVWitness:
         k = _count_in_region(region, samples)
         p_hat = k / n
         alpha = 1.0 - self.confidence
-        log_mass_fn = _optional_method(owner, "region_log_mass")
+        log_mass_fn = optional_method(owner, "region_log_mass")
         log_mass = log_mass_fn(ctx.target) if log_mass_fn is not None else None
         if log_mass is not None:
             q = math.exp(float(log_mass))
@@ -168,7 +166,7 @@ class TVWitness:
             lower = max(lo_p - q, q - up_p, 0.0)
         else:
             m = self.n_mass
-            kq = _count_in_region(region, _draw_target(ctx, m))
+            kq = _count_in_region(region, draw_target(ctx, m))
             q = kq / m
             a4 = alpha / 4
             lower = max(clopper_pearson_lower(k, n, a4) - clopper_pearson_upper(kq, m, a4),
