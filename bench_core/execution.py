@@ -30,9 +30,11 @@ _RUNNERS: dict[tuple[str, str], tuple[CellRunner, dict]] = {}
 progress: Optional[Any] = None
 
 
-def prime(plan: Plan) -> None:
-    """Make ``plan`` the one used for its suite in this process (skips re-validation)."""
-    _RUNNERS[(str(plan.suite.path), plan.device)] = (CellRunner(plan), {c.key: c for c in plan.cells})
+def prime(plan: Plan) -> CellRunner:
+    """Make ``plan`` the one used for its suite in this process (skips re-validation); returns its runner."""
+    runner = CellRunner(plan)
+    _RUNNERS[(str(plan.suite.path), plan.device)] = (runner, {c.key: c for c in plan.cells})
+    return runner
 
 
 def run_task(task: CellTask) -> CellResult:

@@ -23,6 +23,7 @@ from .errors import BenchError, PluginError, SuiteError, did_you_mean
 from .registry import SINGULAR, Registry
 from .seeding import canonical_json
 from .suite import COMPONENT_TABLES, ComponentSpec, Suite
+from .suite_paths import suite_directory
 
 PRIOR = ComponentSpec("initializers", "prior", ())
 AXES = ("target", "score", "initializer", "sampler")
@@ -182,10 +183,11 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        for target_spec, target in built["targets"].items():
-            data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
-            for spec in suite.components["scores"]:
-                built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
+        with suite_directory(suite.path):
+            for target_spec, target in built["targets"].items():
+                data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
+                for spec in suite.components["scores"]:
+                    built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
     finally:
         torch.set_default_dtype(previous)
     metric_names = set(metric_display_names(suite.components["metrics"]).values())

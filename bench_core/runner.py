@@ -23,6 +23,7 @@ from .plan import PRIOR, Cell, Plan
 from .protocols import MetricContext
 from .seeding import make_generator
 from .suite import ComponentSpec
+from .suite_paths import suite_directory
 
 StepProgress = Callable[[int], None]
 
@@ -94,7 +95,7 @@ class CellRunner:
         """Run a cell and return its result; exceptions become statuses, never propagate."""
         start = time.perf_counter()
         rows: list[MetricRow] = []
-        with numeric_context(self.dtype):
+        with numeric_context(self.dtype), suite_directory(self.suite.path):
             try:
                 self._run(cell, rows, progress)
                 status, reason = "done", ""

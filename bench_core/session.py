@@ -18,6 +18,7 @@ from .results import RunResults, tidy_tables, write_tables
 from .runner import CellResult
 from .store import Store
 from .suite import parse_suite
+from .training import train_networks
 
 
 @dataclass
@@ -115,9 +116,10 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         store.set_meta("suite", plan.suite.name)
         finished = set() if rerun else store.finished_keys()
         todo = [c for c in cells if c.key not in finished]
+        runner = execution.prime(plan)
+        train_networks(runner, todo, pool)
         progress = progress or Progress(len(todo))
         by_key = {c.key: c for c in todo}
-        execution.prime(plan)
         if executor == "local":  # cells run in this process: show steps within each cell
             execution.progress = progress
         tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label()) for c in todo]

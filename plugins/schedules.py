@@ -9,6 +9,7 @@ Everything here is float64 (schedules are constants; samplers cast with ``.to(x)
 """
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Union
 
@@ -127,3 +128,20 @@ def evenly_spaced_levels(n_steps: int, n_levels: int = REFERENCE_LEVELS) -> list
     if n_steps == 1:
         return [n_levels]
     return [int(v) for v in torch.round(torch.linspace(n_levels, 1, n_steps, dtype=torch.float64))]
+
+
+def level_times(n_levels: int = REFERENCE_LEVELS, beta_min: float = 1e-4, beta_max: float = 0.02) -> list[float]:
+    """OU times ``t_k = -0.5 log(alpha_bar_k)`` of the levels ``k = 1..n_levels`` of the linear schedule
+    (increasing); at 1000 levels ``t_10 = 0.000948`` (``1 / sqrt(1 - alpha_bar_10) = 22.97``), ``t_100 = 0.0543``,
+    ``t_1000 = 5.06``."""
+    return [float(v) for v in ou_time(linear_beta_alpha_bars(n_levels, beta_min, beta_max))]
+
+
+def nearest_level(t: float, times: list[float]) -> int:
+    """The level ``k`` (1-based) whose time ``times[k - 1]`` is nearest to ``t`` (ties: the lower level)."""
+    index = bisect.bisect_left(times, t)
+    if index == 0:
+        return 1
+    if index == len(times):
+        return len(times)
+    return index if t - times[index - 1] <= times[index] - t else index + 1

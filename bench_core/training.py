@@ -1,0 +1,69 @@
+"""Training before the cells: every network a run needs is trained once, on the run's executor.
+
+A score estimate that must be trained exposes ``training_job()``, returning a picklable job with
+``key`` (the trained artifact, whatever snapshot), ``label``, ``snapshots``, ``missing()`` (the
+snapshots not yet in the cache), ``merged(other)`` (the union of two jobs' snapshots) and ``run()``
+(train what is missing, under the cache entry's lock). Before any cell runs, the driver collects the
+jobs of every (target, score, seed) the cells use, merges jobs with the same key (a grid over
+``epochs`` becomes one training run with snapshots), and sends the missing ones to the executor:
+different networks train in parallel, and no two workers ever train the same network. Cells then
+load the finished weights. The entry lock makes the same hold across concurrent runs.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable, Optional, TextIO
+
+from .plan import Cell
+from .runner import CellRunner, numeric_context
+from .suite_paths import suite_directory
+
+
+def collect_jobs(runner: CellRunner, cells: Iterable[Cell]) -> list[Any]:
+    """The merged training jobs of the score estimates that ``cells`` use (first-seen order)."""
+    jobs: dict[str, Any] = {}
+    seen = set()
+    with numeric_context(runner.dtype), suite_directory(runner.suite.path):
+        for cell in cells:
+            ident = (cell.target, cell.score, cell.seed)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            make_job = getattr(runner.score(cell.target, cell.score, cell.seed), "training_job", None)
+            job = make_job() if callable(make_job) else None
+            if job is not None:
+                jobs[job.key] = jobs[job.key].merged(job) if job.key in jobs else job
+    return list(jobs.values())
+
+
+def run_training_job(job: Any) -> None:
+    """Worker entry point: train what the job still misses."""
+    job.run()
+
+
+def train_networks(runner: CellRunner, cells: Iterable[Cell], pool: Any,
+                   stream: Optional[TextIO] = None) -> dict[str, str]:
+    """Train (or find cached) every network ``cells`` need; returns ``{job label: failure reason}``.
+
+    A cached network is reported as loaded, with its folder; a failure is reported and left to the
+    cells that need it (each is then recorded ``failed`` with the reason).
+    """
+    stream = stream or sys.stderr
+    todo = []
+    for job in collect_jobs(runner, cells):
+        if job.missing():
+            todo.append(job)
+        else:
+            stream.write(f"network {job.label}: cached, loaded from {job.entry.path}\n")
+    failures: dict[str, str] = {}
+    if todo:
+        stream.write(f"training {len(todo)} network(s) before the cells\n")
+        stream.flush()
+        for job, result in pool.map(run_training_job, todo):
+            if isinstance(result, BaseException):
+                failures[job.label] = f"{type(result).__name__}: {result}"
+                stream.write(f"training {job.label} FAILED: {failures[job.label]}\n")
+            else:
+                stream.write(f"trained {job.label} -> {job.entry.path}\n")
+    stream.flush()
+    return failures

@@ -1,0 +1,249 @@
+"""Score ``ddpm_mlp``: the paper's noise-prediction network, trained by bench on the cell's training set.
+
+Cao, Chen, Sridharan, Wu (2026), Section 4: an MLP ``eps_theta(x_k, k)`` (:class:`~.eps_mlp.EpsMLP`)
+trained with the DDPM objective (:mod:`.ddpm_training`, Ho et al. 2020, Algorithm 1) on the linear
+schedule of 1000 levels (beta 1e-4 .. 0.02), levels ``1..levels``. As a score estimate it answers
+every t: ``s_t(x) = -eps_theta(x, k(t)) / sqrt(1 - abar_k)`` with ``k(t)`` the level nearest to OU
+time t; ``t = 0`` reads level ``readout`` (level 10: ``-22.97 eps_theta``). A t whose level lies
+beyond the trained ones fails the cell, naming the levels trained.
+
+Weights are cached (:mod:`bench_core.artifact_cache`) under a key hashed from the training rows
+themselves (so the target, its params, the data seed, ``n_train`` and ``duplicate``), every training
+param except ``epochs``, the device type and the source of the training code. ``epochs`` names a
+snapshot of that one training run: a grid over epochs trains once, to the largest value.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from torch import Tensor
+
+from bench_core import hookimpl
+from bench_core.artifact_cache import CacheEntry, cache_root
+from bench_core.protocols import Target, TrainingData
+from bench_core.seeding import canonical_json, derive_seed
+
+from . import ddpm_training, eps_mlp, network_score, schedules
+from ._params import nonnegative_int, positive_float, positive_int
+from .ddpm_training import DDPMTrainer
+from .eps_mlp import EpsMLP
+from .network_score import ModelScore
+from .schedules import REFERENCE_LEVELS, level_times, linear_beta_alpha_bars
+
+KIND = "ddpm_mlp"
+#: how a cached network is loaded back through the ``network`` score
+MODEL_PATH = "bench_plugins.eps_mlp:EpsMLP"
+
+
+def source_digest(*modules: Any) -> str:
+    """sha256 of the source files of ``modules`` (the code that determines trained weights)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def tensor_digest(x: Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes."""
+    x = x.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{x.dtype}{tuple(x.shape)}".encode())
+    digest.update(x.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def snapshot_name(epochs: int) -> str:
+    return f"epochs_{epochs:09d}"
+
+
+@contextlib.contextmanager
+def _training_numerics() -> Iterator[None]:
+    """One intra-op thread (bit-identical weights on CPU whatever the machine's core count); the
+    global RNG untouched (parameter init draws from it under a fixed seed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class DDPMTrainingJob:
+    """Training of one ``ddpm_mlp`` network to the epochs in ``snapshots`` (picklable: shipped to workers)."""
+
+    key: str
+    spec: dict
+    train: Tensor
+    device: str
+    params: dict
+    snapshots: frozenset = field(default_factory=frozenset)
+    root: str = ""
+
+    @property
+    def label(self) -> str:
+        p = self.params
+        return f"{KIND} {self.key[:12]} (width {p['width']}, levels {p['levels']}, {self.train.shape[0]} rows)"
+
+    @property
+    def entry(self) -> CacheEntry:
+        return CacheEntry(KIND, self.key, self.spec, Path(self.root) if self.root else None)
+
+    def missing(self) -> list[int]:
+        entry = self.entry
+        return sorted(e for e in self.snapshots if not entry.has(snapshot_name(e)))
+
+    def merged(self, other: "DDPMTrainingJob") -> "DDPMTrainingJob":
+        return replace(self, snapshots=self.snapshots | other.snapshots)
+
+    def build_model(self) -> EpsMLP:
+        p = self.params
+        return EpsMLP(self.train.shape[1], p["width"], p["depth"], p["embed"])
+
+    def run(self, stream: Any = None) -> None:
+        """Train what is missing, under the entry's lock; resumes from the largest finished snapshot
+        below the first missing one (bit-identical to an uninterrupted run)."""
+        stream = stream or sys.stderr
+        entry = self.entry
+        with entry.lock(), _training_numerics():
+            missing = self.missing()
+            if not missing:
+                return
+            p = self.params
+            torch.manual_seed(derive_seed(p["train_seed"], "ddpm_mlp.init", self.key))
+            model = self.build_model().to(self.device)
+            x0 = self.train.to(device=self.device, dtype=torch.float32)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(derive_seed(p["train_seed"], "ddpm_mlp.train", self.key))
+            trainer = DDPMTrainer(model, x0, alpha_bars=linear_beta_alpha_bars(REFERENCE_LEVELS),
+                                  levels=p["levels"], lr=p["lr"], batch=p["batch"] or None, generator=generator)
+            below = [e for e in (int(s.split("_")[1]) for s in entry.snapshots()) if e < missing[0]]
+            if below:
+                state = torch.load(entry.snapshot_path(snapshot_name(max(below))) / "state.pt",
+                                   map_location=self.device, weights_only=True)
+                trainer.load_state_dict(state)
+            stream.write(f"training {self.label} from epoch {trainer.epoch} to {missing[-1]} "
+                         f"-> {entry.path}\n")
+            stream.flush()
+
+            def save(epoch: int) -> None:
+                if not entry.has(snapshot_name(epoch)):
+                    entry.write_snapshot(snapshot_name(epoch), lambda folder: self._write(folder, trainer))
+
+            trainer.train_to(missing[-1], snapshots=missing, on_snapshot=save, label=self.key[:12], stream=stream)
+
+    def _write(self, folder: Path, trainer: DDPMTrainer) -> None:
+        weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+        torch.save(weights, folder / "weights.pt")
+        torch.save(trainer.state_dict(), folder / "state.pt")
+        with open(folder / "loss.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["epoch", "loss"])
+            writer.writerows((i + 1, f"{v:.6g}") for i, v in enumerate(trainer.losses))
+        p = self.params
+        (folder / "model.json").write_text(json.dumps({
+            "model": MODEL_PATH, "kwargs": {"dim": self.train.shape[1], "width": p["width"], "depth": p["depth"],
+                                            "embed": p["embed"]},
+            "weights": str(folder / "weights.pt"), "output": "eps", "time": "level",
+            "epochs": trainer.epoch}, indent=2))
+
+
+class DDPMMLPScore:
+    """The paper's trained network as a score estimate (see the module docstring).
+
+    Parameters
+    ----------
+    width : int, default 256
+        Hidden width (the paper: 256 for the Gaussian target, 512 for the GMM).
+    depth : int, default 3
+        Hidden layers.
+    epochs : int, default 150000
+        Full-batch epochs (the paper's 150 000); a grid over it trains once, with snapshots.
+    lr : float, default 1e-3
+        Adam learning rate (not given in the paper; Adam's customary default).
+    batch : int, default 0
+        Rows per Adam step; 0: the full batch (the paper).
+    levels : int, default 100
+        Train on levels 1..levels (the paper: the lowest 100); 1000 for diffusion samplers.
+    readout : int, default 10
+        The level read at t = 0 (the paper: 10).
+    embed : int, default 32
+        Features of the sinusoidal level embedding (documented choice, :mod:`.eps_mlp`).
+    train_seed : int, default 0
+        Seeds the initial weights and the training noise (with the training set's digest).
+    """
+
+    def __init__(self, target: Target, data: TrainingData, width: int = 256, depth: int = 3, epochs: int = 150_000,
+                 lr: float = 1e-3, batch: int = 0, levels: int = 100, readout: int = 10, embed: int = 32,
+                 train_seed: int = 0) -> None:
+        self.epochs = positive_int("epochs", epochs)
+        self.levels = positive_int("levels", levels)
+        if self.levels > REFERENCE_LEVELS:
+            raise ValueError(f"parameter 'levels' must be <= {REFERENCE_LEVELS}, got {levels!r}")
+        self.readout = positive_int("readout", readout)
+        if self.readout > self.levels:
+            raise ValueError(f"parameter 'readout' ({readout}) must be one of the trained levels 1..{self.levels}")
+        embed = positive_int("embed", embed)
+        if embed % 2:
+            raise ValueError(f"parameter 'embed' must be even, got {embed!r}")
+        params = {"width": positive_int("width", width), "depth": positive_int("depth", depth),
+                  "lr": positive_float("lr", lr), "batch": nonnegative_int("batch", batch), "levels": self.levels,
+                  "embed": embed, "train_seed": nonnegative_int("train_seed", train_seed)}
+        # readout is not here: it changes how the network is read, not its weights
+        train = data.train.detach()
+        device = train.device.type
+        spec = {"kind": KIND, "training_rows": list(train.shape), "data_sha256": tensor_digest(train),
+                "params": params, "device": device,
+                "code_sha256": source_digest(eps_mlp, ddpm_training, sys.modules[__name__], schedules)}
+        key = hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:32]
+        self.job = DDPMTrainingJob(key, spec, train.cpu(), device, params, frozenset({self.epochs}), str(cache_root()))
+        self.max_time = level_times()[self.levels - 1]
+        self._score: Optional[ModelScore] = None
+
+    def training_job(self) -> DDPMTrainingJob:
+        """What must be trained for this estimate (the harness runs it once per run, before the cells)."""
+        return self.job
+
+    @property
+    def snapshot(self) -> Path:
+        """The folder of this estimate's weights (``weights.pt``, ``loss.csv``, ``model.json``)."""
+        return self.job.entry.snapshot_path(snapshot_name(self.epochs))
+
+    def model_score(self) -> ModelScore:
+        """The network read as a score, trained (or loaded from the cache) on first use."""
+        if self._score is None:
+            if self.job.missing():
+                self.job.run()
+            model = self.job.build_model()
+            model.load_state_dict(torch.load(self.snapshot / "weights.pt", map_location="cpu", weights_only=True))
+            self._score = ModelScore(model.to(self.job.device), output="eps", time="level",
+                                     t0=level_times()[self.readout - 1], name=KIND)
+        return self._score
+
+    def __call__(self, x: Tensor, t: float) -> Tensor:
+        score = self.model_score()
+        level = score.level(t)
+        if level > self.levels:
+            raise ValueError(f"score 'ddpm_mlp' was trained on levels 1..{self.levels} (OU times up to "
+                             f"{self.max_time:.4g}); the sampler queried t = {t:.4g} (level {level}). "
+                             "Train on every level (levels = 1000) to use it with a diffusion sampler")
+        return score(x, t)
+
+    def diagnostics(self) -> dict[str, float]:
+        """``train_loss``: the DDPM loss of the last epoch."""
+        losses = torch.load(self.snapshot / "state.pt", map_location="cpu", weights_only=True)["losses"]
+        return {"train_loss": float(losses[-1])}
+
+
+@hookimpl
+def register_scores(register):
+    register(KIND, DDPMMLPScore,
+             description="the paper's DDPM noise-prediction MLP, trained on the training set (cached)")

@@ -1,0 +1,92 @@
+"""Score ``empirical``: the exact score of the OU-noised empirical distribution of the training set.
+
+With training points ``x_1..x_N``, the forward OU process started at their empirical distribution
+has the marginal ``p_t = (1/N) sum_i N(e^{-t} x_i, sigma_t^2 I)``, ``sigma_t^2 = 1 - e^{-2t}``, whose score
+is a softmax-weighted pull towards the scaled training points:
+
+    s_t(x) = (e^{-t} sum_i w_i(x) x_i - x) / sigma_t^2,   w_i(x) = softmax_i(-||x - e^{-t} x_i||^2 / (2 sigma_t^2)).
+
+It is the minimizer of the denoising score-matching loss over all functions, i.e. what a network
+trained to zero loss on the training set converges to: the fully memorized limit. Wherever the
+training points are ``~sqrt(2d)`` apart the softmax is one-hot at small t, so every sampler started
+anywhere collapses onto the training points. ``t = 0`` is read at ``t0`` (default: the OU time of
+DDPM level ``readout`` = 10, where the paper reads its network), since ``sigma_0 = 0``.
+
+Training rows are duplicated equally (``[data] duplicate``), so the distinct points define the same
+distribution; they are used (N times fewer distances). Evaluated in float64, chunked over particles
+and training points with a running (online) log-sum-exp, so memory stays bounded for any n and N.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from bench_core import hookimpl
+from bench_core.protocols import Target, TrainingData
+
+from ._params import positive_float, positive_int
+from .schedules import REFERENCE_LEVELS, level_times
+
+F64 = torch.float64
+BLOCK_ELEMENTS = 1 << 22  # particles x training points per distance block (32 MiB in float64)
+
+
+def empirical_score(x: Tensor, points: Tensor, t: float, *, block_elements: int = BLOCK_ELEMENTS) -> Tensor:
+    """The score of ``(1/N) sum_i N(e^{-t} p_i, (1 - e^{-2t}) I)`` at the rows of ``x`` (``t > 0``), float64.
+
+    Online softmax over blocks of training points: for each block the running maximum ``m``, the
+    running normalizer and the running weighted sum of points are rescaled by ``exp(m_old - m_new)``.
+    """
+    if not t > 0:
+        raise ValueError(f"the empirical score needs t > 0 (sigma_t > 0), got t = {t!r}")
+    var = -math.expm1(-2.0 * t)
+    centers = points.to(device=x.device, dtype=F64) * math.exp(-t)
+    cols = max(1, min(centers.shape[0], 4096))
+    rows = max(1, block_elements // cols)
+    out = torch.empty(x.shape, dtype=F64, device=x.device)
+    for start in range(0, x.shape[0], rows):
+        xb = x[start:start + rows].to(F64)
+        top = torch.full((xb.shape[0], 1), -math.inf, dtype=F64, device=x.device)
+        norm = torch.zeros((xb.shape[0], 1), dtype=F64, device=x.device)
+        pull = torch.zeros_like(xb)
+        for block in torch.split(centers, cols):
+            logits = torch.cdist(xb, block).square_().mul_(-0.5 / var)
+            new_top = torch.maximum(top, logits.max(dim=1, keepdim=True).values)
+            rescale = torch.exp(top - new_top)
+            weights = torch.exp(logits - new_top)
+            norm.mul_(rescale).add_(weights.sum(dim=1, keepdim=True))
+            pull.mul_(rescale).addmm_(weights, block)
+            top = new_top
+        out[start:start + xb.shape[0]] = (pull / norm - xb) / var
+    return out
+
+
+class EmpiricalScore:
+    """The fully memorized score (see the module docstring).
+
+    Parameters
+    ----------
+    readout : int, default 10
+        ``t = 0`` is read at the OU time of this DDPM level (of 1000) unless ``t0`` is given.
+    t0 : float, optional
+        The time read at ``t = 0`` (> 0).
+    """
+
+    def __init__(self, target: Target, data: TrainingData, readout: int = 10, t0: Optional[float] = None) -> None:
+        readout = positive_int("readout", readout)
+        if readout > REFERENCE_LEVELS:
+            raise ValueError(f"parameter 'readout' must be a level in 1..{REFERENCE_LEVELS}, got {readout!r}")
+        self.t0 = level_times()[readout - 1] if t0 is None else positive_float("t0", t0)
+        self.points = data.distinct
+
+    def __call__(self, x: Tensor, t: float) -> Tensor:
+        return empirical_score(x, self.points, self.t0 if t == 0 else float(t)).to(x.dtype)
+
+
+@hookimpl
+def register_scores(register):
+    register("empirical", EmpiricalScore,
+             description="exact score of the OU-noised empirical training distribution (fully memorized limit)")
