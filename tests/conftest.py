@@ -34,6 +34,21 @@ name = "mean_error"
 """
 
 
+@pytest.fixture(autouse=True, scope="session")
+def network_cache(tmp_path_factory):
+    """Trained networks go to a cache of the test session, never the user's ~/.cache/bench."""
+    import os
+
+    root = tmp_path_factory.mktemp("network-cache")
+    previous = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("BENCH_CACHE", None)
+    else:
+        os.environ["BENCH_CACHE"] = previous
+
+
 @pytest.fixture
 def write_suite(tmp_path):
     """Write a suite file (dedented) and return its path."""

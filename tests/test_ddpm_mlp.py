@@ -1,0 +1,238 @@
+"""``ddpm_mlp``: training (Ho et al. 2020, Algorithm 1), the cache and its keys, reading the network."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench_core.artifact_cache import CacheEntry
+from bench_core.data import make_training_data
+from bench_core.plan import Cell  # noqa: F401  (keeps the import graph of the harness loaded)
+from bench_core.session import run_suite
+from bench_core.suite import ComponentSpec
+from bench_plugins import ddpm_mlp, ddpm_training
+from bench_plugins.ddpm_mlp import DDPMMLPScore, snapshot_name
+from bench_plugins.network_score import make_network_score
+from bench_plugins.schedules import level_times
+from bench_plugins.targets import GaussianTarget
+
+REPO = Path(__file__).parents[1]
+
+
+def training_data(seed: int = 0, n_train: int = 64, duplicate: int = 2, dim: int = 3, mean: float = 0.0):
+    target = GaussianTarget(dim, mean=mean)
+    spec = ComponentSpec("targets", "gaussian", (("dim", dim), ("mean", mean)))
+    return target, make_training_data(target, spec, seed, n_train, duplicate, "cpu")
+
+
+def key(**changes) -> str:
+    data_args = {k: changes.pop(k) for k in ("seed", "n_train", "duplicate", "mean") if k in changes}
+    target, data = training_data(**data_args)
+    params = {"width": 16, "epochs": 10, **changes}
+    return DDPMMLPScore(target, data, **params).training_job().key
+
+
+def test_cache_key_changes_exactly_when_it_should(monkeypatch, tmp_path):
+    base = key()
+    # the snapshot axis and the read-out do not change the weights
+    assert key(epochs=20) == base and key(readout=5) == base
+    # every training param, and everything that changes the training rows, does
+    changed = [key(width=32), key(depth=2), key(lr=3e-4), key(batch=16), key(levels=200), key(embed=16),
+               key(train_seed=1), key(seed=1), key(n_train=65), key(duplicate=3), key(mean=0.5)]
+    assert len({base, *changed}) == len(changed) + 1
+    # the cache root does not (several suites and folders share entries)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "elsewhere"))
+    assert key() == base
+    # the code of the training module does
+    copy = tmp_path / "ddpm_training.py"
+    copy.write_text(Path(ddpm_training.__file__).read_text() + "\n# changed\n")
+    monkeypatch.setattr(ddpm_training, "__file__", str(copy))
+    assert key() != base
+
+
+def tiny_job(epochs: int, root: Path, **params):
+    target, data = training_data()
+    os.environ["BENCH_CACHE"] = str(root)
+    return DDPMMLPScore(target, data, width=16, epochs=epochs, **params).training_job()
+
+
+def weights(job, epochs: int) -> dict:
+    return torch.load(job.entry.snapshot_path(snapshot_name(epochs)) / "weights.pt", weights_only=True)
+
+
+def test_training_is_bit_identical_and_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    straight = tiny_job(60, tmp_path / "a")
+    straight.merged(tiny_job(30, tmp_path / "a")).run()  # one run, snapshots at 30 and 60
+    again = tiny_job(60, tmp_path / "b")
+    again.run()
+    resumed_first = tiny_job(30, tmp_path / "c")
+    resumed_first.run()
+    resumed = tiny_job(60, tmp_path / "c")
+    assert resumed.missing() == [60]
+    resumed.run()
+    for other in (again, resumed):
+        w0, w1 = weights(straight, 60), weights(other, 60)
+        assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert all(torch.equal(a, b) for a, b in zip(weights(straight, 30).values(), weights(resumed_first, 30).values()))
+    curve = pd.read_csv(straight.entry.snapshot_path(snapshot_name(60)) / "loss.csv")
+    assert list(curve.epoch) == list(range(1, 61))
+    assert curve.equals(pd.read_csv(resumed.entry.snapshot_path(snapshot_name(60)) / "loss.csv"))
+    model = json.loads((straight.entry.snapshot_path(snapshot_name(60)) / "model.json").read_text())
+    assert model["model"] == "bench_plugins.eps_mlp:EpsMLP" and model["epochs"] == 60
+
+
+def test_a_killed_writer_never_leaves_a_finished_snapshot(tmp_path):
+    entry = CacheEntry("ddpm_mlp", "k" * 32, {"x": 1}, tmp_path)
+
+    def half_written(folder: Path) -> None:
+        (folder / "weights.pt").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    with entry.lock(), pytest.raises(KeyboardInterrupt):
+        entry.write_snapshot("epochs_000000010", half_written)
+    assert entry.snapshots() == [] and not entry.has("epochs_000000010")
+    # a SIGKILLed writer leaves its temporary folder behind: never listed, removed at the next lock
+    (entry.path / ".tmp-epochs_000000010-dead").mkdir()
+    (entry.path / ".tmp-epochs_000000010-dead" / "weights.pt").write_bytes(b"partial")
+    assert entry.snapshots() == []
+    with entry.lock():
+        assert not list(entry.path.glob(".tmp-*"))
+
+
+SIGKILL_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_ddpm_mlp import tiny_job
+from pathlib import Path
+job = tiny_job(10_000_000, Path({root!r}), levels=1000)
+job.run()
+"""
+
+
+def test_sigkill_during_training_leaves_no_finished_looking_entry(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", SIGKILL_SCRIPT.format(tests=str(REPO / "tests"),
+                                                                        root=str(tmp_path))],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    line = proc.stderr.readline()  # "training ddpm_mlp ... from epoch 0 to 10000000 -> <entry>"
+    assert line.startswith("training ddpm_mlp"), line
+    time.sleep(1.0)  # well into the epochs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    job = tiny_job(10_000_000, tmp_path, levels=1000)
+    assert job.entry.path.is_dir() and job.entry.snapshots() == [] and job.missing() == [10_000_000]
+
+
+def test_levels_outside_the_trained_ones_fail_the_cell_and_name_them(write_suite, tmp_path):
+    path = write_suite("""
+        [suite]
+        name = "levels"
+        seeds = [0]
+        n_samples = 50
+        device = "cpu"
+
+        [data]
+        n_train = 32
+
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2 }
+
+        [[scores]]
+        name = "ddpm_mlp"
+        params = { width = 8, epochs = 5 }
+
+        [[samplers]]
+        name = "ddpm"
+        params = { n_steps = 100 }
+
+        [[metrics]]
+        name = "mean_error"
+    """)
+    summary = run_suite(path, out=tmp_path / "out")
+    assert summary.statuses.get("failed") == 1
+    reason = pd.read_csv(tmp_path / "out" / "results.csv")["reason"].iloc[0]
+    assert "trained on levels 1..100" in reason and "levels = 1000" in reason
+
+
+ONCE_SUITE = """
+[suite]
+name = "once"
+seeds = [0]
+n_samples = 200
+device = "cpu"
+
+[data]
+n_train = 64
+duplicate = 2
+
+[[targets]]
+name = "gaussian"
+params = { dim = 3 }
+
+[[scores]]
+name = "ddpm_mlp"
+params = { width = 16, levels = 1000 }
+grid = { epochs = [20, 40], readout = [5, 10] }
+
+[[initializers]]
+name = "train"
+params = { distinct = 5 }
+
+[[samplers]]
+name = "ula"
+params = { n_steps = 50 }
+
+[[samplers]]
+name = "ddpm"
+params = { n_steps = 100 }
+
+[[metrics]]
+name = "score_error"
+params = { n_bar = 200 }
+"""
+
+
+def test_process_executor_trains_once_and_a_rerun_loads_and_reproduces(write_suite, tmp_path):
+    path = write_suite(ONCE_SUITE)
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
+
+    def bench(out: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bench_core.cli", "run", str(path), "--out", str(tmp_path / out),
+                               "--executor", "process", "--workers", "2"], capture_output=True, text=True, env=env)
+
+    first = bench("one")
+    assert first.returncode == 0, first.stderr
+    # four score specs (2 epochs x 2 readouts), one network: trained once, to 40 epochs, snapshot at 20
+    starts = [ln for ln in first.stderr.splitlines() if ln.startswith("training ddpm_mlp")]
+    assert len(starts) == 1 and "from epoch 0 to 40" in starts[0], first.stderr
+    second = bench("two")
+    assert second.returncode == 0, second.stderr
+    assert "training" not in second.stderr and "cached, loaded from" in second.stderr
+    a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in ("one", "two"))
+    assert a[["cell", "metric"]].equals(b[["cell", "metric"]]) and a["value"].equals(b["value"])
+
+
+def test_cached_weights_load_through_network_and_give_the_same_scores(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    target, data = training_data()
+    score = DDPMMLPScore(target, data, width=16, epochs=30, levels=1000)
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    reads = {t: score(x, t) for t in (0.0, level_times()[0], 0.3, level_times()[-1])}
+    described = json.loads((score.snapshot / "model.json").read_text())
+    network = make_network_score(target, data, model=described["model"], kwargs=described["kwargs"],
+                                 weights=described["weights"], output=described["output"], time=described["time"])
+    for t, value in reads.items():
+        assert torch.equal(network(x, t), value)
+    # t = 0 is level 10: -eps_theta(x, 10) / sqrt(1 - abar_10) = -22.97 eps_theta
+    eps10 = score.model_score().model(x, torch.full((40,), 10.0))
+    torch.testing.assert_close(reads[0.0], -22.973060718530906 * eps10, rtol=1e-6, atol=1e-6)
