@@ -226,6 +226,7 @@ class Plan:
         for claim in suite.claims:
             where = suite.where("claims", claim.index, "select")
             check_select_keys(claim.select, where)
+            check_select_keys(claim.versus, suite.where("claims", claim.index, "versus"))
             steps = dict(claim.select).get("step")
             for step in (steps if isinstance(steps, tuple) else (steps,)) if steps is not None else ():
                 if step not in suite.checkpoints:

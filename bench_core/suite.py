@@ -52,7 +52,8 @@ DATA_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "n_train": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", 1000),
     "duplicate": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", 1),
 }
-CLAIM_KEYS = ("select", "metric", "stat", "op", "value", "why")
+CLAIM_KEYS = ("select", "metric", "stat", "op", "value", "why", "versus", "compare")
+COMPARES = ("ratio", "difference")
 EXCLUDE_KEYS = ("select", "why")
 
 
@@ -106,6 +107,8 @@ class Claim:
     stat: str = "mean"
     why: str = ""
     index: int = -1
+    versus: tuple[tuple[str, Any], ...] = ()
+    compare: str = "ratio"
 
 
 @dataclass(frozen=True)
@@ -229,14 +232,22 @@ def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
               ("value", _is_number, "a number"),
               ("stat", lambda v: v in STATS, f"one of {', '.join(STATS)}"),
               ("select", lambda v: isinstance(v, dict), "a table such as { sampler = \"ula\" }"),
-              ("why", lambda v: isinstance(v, str), "a string")]
+              ("why", lambda v: isinstance(v, str), "a string"),
+              ("versus", lambda v: isinstance(v, dict) and len(v) > 0 and "seed" not in v and "step" not in v,
+               "a non-empty table of the axes that differ in the configuration compared with, such as "
+               "{ initializer = \"fresh\" }"),
+              ("compare", lambda v: v in COMPARES, f"one of {', '.join(COMPARES)}")]
     for key, check, what in checks:
         if key in entry and not check(entry[key]):
             raise SuiteError(f"{_where(path, loc, 'claims', index, key)}: {label} {key} must be {what}, "
                              f"got {entry[key]!r}")
+    if "compare" in entry and "versus" not in entry:
+        raise SuiteError(f"{_where(path, loc, 'claims', index, 'compare')}: {label} compare needs versus = {{ ... }}, "
+                         "the configuration to compare with")
     select = tuple(sorted((k, _freeze(v)) for k, v in entry.get("select", {}).items()))
+    versus = tuple(sorted((k, _freeze(v)) for k, v in entry.get("versus", {}).items()))
     return Claim(entry["metric"], entry["op"], float(entry["value"]), select,
-                 entry.get("stat", "mean"), entry.get("why", ""), index)
+                 entry.get("stat", "mean"), entry.get("why", ""), index, versus, entry.get("compare", "ratio"))
 
 
 def _exclusion(path: Path, loc: Locator, index: int, entry: Any) -> Exclusion:

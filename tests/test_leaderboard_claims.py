@@ -115,3 +115,62 @@ def test_claim_select_list_means_any_of():
     assert len(outcome.values) == 2 and outcome.holds
     outcome, = evaluate_claims([Claim("kl", "<=", 0.5, (("seed", (0, 1)),), "max")], RESULTS)
     assert [v for _, v in outcome.values] == pytest.approx([0.14, 0.30])
+
+
+def test_versus_claims_pair_seeds_and_compare_with_the_counterpart():
+    """ratio per seed: 0.30/0.10, 0.20/0.14, 0.40/0.12 -> mean 2.46, min 1.43; difference mean 0.18."""
+    ratios = [b / a for a, b in zip(VALUES_A, VALUES_B)]
+    versus = (("sampler.step_size", 0.01),)
+    select = (("sampler.step_size", 0.1),)
+    mean_ratio, = evaluate_claims([Claim("kl", ">=", 2.0, select, "mean", versus=versus)], RESULTS)
+    assert mean_ratio.holds and mean_ratio.values[0][1] == pytest.approx(np.mean(ratios))
+    assert "kl / same with sampler.step_size=0.01" in mean_ratio.line()
+    min_ratio, = evaluate_claims([Claim("kl", ">=", 2.0, select, "min", versus=versus)], RESULTS)
+    assert not min_ratio.holds and min_ratio.values[0][1] == pytest.approx(min(ratios))
+    diff, = evaluate_claims([Claim("kl", ">", 0.17, select, "mean", versus=versus, compare="difference")], RESULTS)
+    assert diff.holds and diff.values[0][1] == pytest.approx(np.mean(VALUES_B) - np.mean(VALUES_A))
+    # a counterpart that does not exist makes the claim fail, never pass vacuously
+    missing, = evaluate_claims([Claim("kl", ">=", 0.0, select, "mean", versus=(("sampler.step_size", 0.5),))],
+                               RESULTS)
+    assert not missing.holds and math.isnan(missing.values[0][1])
+    # replacing the component by name ignores its params; a seed without a counterpart fails the claim
+    other = table([("mala", 0.3, s, "kl", 0.05, "done") for s in range(2)])
+    both = pd.concat([RESULTS, other], ignore_index=True)
+    by_name, = evaluate_claims([Claim("kl", ">=", 0.0, select, "mean", versus=(("sampler", "mala"),))], both)
+    assert not by_name.holds
+    two_seeds = both[both.seed < 2]
+    by_name, = evaluate_claims([Claim("kl", ">=", 3.9, select, "mean", versus=(("sampler", "mala"),))], two_seeds)
+    assert by_name.holds and by_name.values[0][1] == pytest.approx(np.mean([0.30 / 0.05, 0.20 / 0.05]))
+
+
+def test_versus_is_validated_in_the_suite(write_suite):
+    from bench_core.errors import SuiteError
+    from bench_core.session import plan_suite
+
+    base = """
+        [suite]
+        name = "v"
+        device = "cpu"
+
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2 }
+
+        [[samplers]]
+        name = "ula"
+
+        [[metrics]]
+        name = "mean_error"
+
+        [[claims]]
+        metric = "mean_error"
+        op = "<="
+        value = 2.0
+    """
+    plan_suite(write_suite(base + 'versus = { "sampler.step_size" = 0.1 }\n'))
+    with pytest.raises(SuiteError, match="versus must be a non-empty table"):
+        plan_suite(write_suite(base + "versus = 3\n"))
+    with pytest.raises(SuiteError, match="compare needs versus"):
+        plan_suite(write_suite(base + 'compare = "ratio"\n'))
+    with pytest.raises(SuiteError, match="select key 'samplr'"):
+        plan_suite(write_suite(base + 'versus = { samplr = "ddpm" }\n'))
