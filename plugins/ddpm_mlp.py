@@ -136,11 +136,13 @@ class DDPMTrainingJob:
 
             def save(epoch: int) -> None:
                 if not entry.has(snapshot_name(epoch)):
-                    entry.write_snapshot(snapshot_name(epoch), lambda folder: self._write(folder, trainer))
+                    final = entry.snapshot_path(snapshot_name(epoch))
+                    entry.write_snapshot(snapshot_name(epoch), lambda folder: self._write(folder, final, trainer))
 
             trainer.train_to(missing[-1], snapshots=missing, on_snapshot=save, label=self.key[:12], stream=stream)
 
-    def _write(self, folder: Path, trainer: DDPMTrainer) -> None:
+    def _write(self, folder: Path, final: Path, trainer: DDPMTrainer) -> None:
+        """Fill the temporary ``folder`` of the snapshot that will be renamed to ``final``."""
         weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
         torch.save(weights, folder / "weights.pt")
         torch.save(trainer.state_dict(), folder / "state.pt")
@@ -152,7 +154,7 @@ class DDPMTrainingJob:
         (folder / "model.json").write_text(json.dumps({
             "model": MODEL_PATH, "kwargs": {"dim": self.train.shape[1], "width": p["width"], "depth": p["depth"],
                                             "embed": p["embed"]},
-            "weights": str(folder / "weights.pt"), "output": "eps", "time": "level",
+            "weights": str(final / "weights.pt"), "output": "eps", "time": "level",
             "epochs": trainer.epoch}, indent=2))
 
 

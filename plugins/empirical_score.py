@@ -13,7 +13,7 @@ anywhere collapses onto the training points. ``t = 0`` is read at ``t0`` (defaul
 DDPM level ``readout`` = 10, where the paper reads its network), since ``sigma_0 = 0``.
 
 Training rows are duplicated equally (``[data] duplicate``), so the distinct points define the same
-distribution; they are used (N times fewer distances). Evaluated in float64, chunked over particles
+distribution; they are used (N times fewer distances). Evaluated in the particles' dtype, chunked over particles
 and training points with a running (online) log-sum-exp, so memory stays bounded for any n and N.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ BLOCK_ELEMENTS = 1 << 22  # particles x training points per distance block (32 M
 
 
 def empirical_score(x: Tensor, points: Tensor, t: float, *, block_elements: int = BLOCK_ELEMENTS) -> Tensor:
-    """The score of ``(1/N) sum_i N(e^{-t} p_i, (1 - e^{-2t}) I)`` at the rows of ``x`` (``t > 0``), float64.
+    """The score of ``(1/N) sum_i N(e^{-t} p_i, (1 - e^{-2t}) I)`` at the rows of ``x`` (``t > 0``), in the
+    dtype of ``x`` (float32 particles: float32 arithmetic; float64 for exact checks).
 
     Online softmax over blocks of training points: for each block the running maximum ``m``, the
     running normalizer and the running weighted sum of points are rescaled by ``exp(m_old - m_new)``.
@@ -43,24 +44,29 @@ def empirical_score(x: Tensor, points: Tensor, t: float, *, block_elements: int 
     if not t > 0:
         raise ValueError(f"the empirical score needs t > 0 (sigma_t > 0), got t = {t!r}")
     var = -math.expm1(-2.0 * t)
-    centers = points.to(device=x.device, dtype=F64) * math.exp(-t)
+    dtype = x.dtype if x.dtype in (torch.float32, F64) else torch.float32
+    centers = points.to(device=x.device, dtype=dtype) * math.exp(-t)
     # softmax_i(-|x - c_i|^2 / 2v) = softmax_i((<x, c_i> - |c_i|^2 / 2) / v): |x|^2 is the same for every
-    # i and drops out, so the logits are one matrix product plus a per-point offset (float64 keeps the
-    # cancellation harmless: logits ~ |x||c| / v ~ 1e4 at level 10, rounding ~ 1e-12)
+    # i and drops out, so the logits are one matrix product plus a per-point offset. At level 10 the
+    # logits are ~ |x||c| / v ~ 1e4, so float32 rounds them by ~1e-3 (weights off by 0.1%), while
+    # neighbouring training points differ by ~ d / v ~ 1e4 in logit: the softmax is unaffected.
     offsets = centers.pow(2).sum(-1).mul_(-0.5 / var)
+    floor = -80.0 if dtype == torch.float32 else -700.0  # e^floor is a normal number of the dtype
     cols = max(1, min(centers.shape[0], 4096))
     rows = max(1, block_elements // cols)
-    out = torch.empty(x.shape, dtype=F64, device=x.device)
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
     for start in range(0, x.shape[0], rows):
-        xb = x[start:start + rows].to(F64)
-        top = torch.full((xb.shape[0], 1), -math.inf, dtype=F64, device=x.device)
-        norm = torch.zeros((xb.shape[0], 1), dtype=F64, device=x.device)
+        xb = x[start:start + rows].to(dtype)
+        top = torch.full((xb.shape[0], 1), -math.inf, dtype=dtype, device=x.device)
+        norm = torch.zeros((xb.shape[0], 1), dtype=dtype, device=x.device)
         pull = torch.zeros_like(xb)
         for block, offset in zip(torch.split(centers, cols), torch.split(offsets, cols)):
             logits = torch.addmm(offset, xb, block.T, alpha=1.0 / var)
-            new_top = torch.maximum(top, logits.max(dim=1, keepdim=True).values)
+            new_top = torch.maximum(top, logits.amax(dim=1, keepdim=True))
             rescale = torch.exp(top - new_top)
-            weights = logits.sub_(new_top).exp_()
+            # weights below e^floor are raised to it: exp of large negative arguments takes a slow
+            # (subnormal) path, and N e^floor is negligible against the top weight 1
+            weights = logits.sub_(new_top).clamp_(min=floor).exp_()
             norm.mul_(rescale).add_(weights.sum(dim=1, keepdim=True))
             pull.mul_(rescale).addmm_(weights, block)
             top = new_top
