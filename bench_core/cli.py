@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", action="store_true", help="recompute finished cells")
     run.add_argument("--device", help="cpu | cuda | auto (overrides the suite)")
     run.add_argument("--only", help="run a subset, e.g. sampler=ula,score=exact|ball_trap,target.mean=3")
+    run.add_argument("--cache", metavar="DIR", help="trained-network cache (default $BENCH_CACHE, else "
+                                                  "~/.cache/bench); sets BENCH_CACHE for the run and its workers")
     check = sub.add_parser("check", help="validate a suite and print its cell count")
     check.add_argument("suite")
     lst = sub.add_parser("list", help="list registered components")
@@ -42,6 +44,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise BenchError(f"--workers must be >= 1, got {workers}")
+    if args.cache is not None:
+        if not args.cache.strip():
+            raise BenchError("--cache needs a folder, e.g. --cache ~/bench-networks")
+        os.environ["BENCH_CACHE"] = str(Path(args.cache).expanduser().resolve())  # inherited by workers
     summary = run_suite(args.suite, out=args.out, executor=args.executor, workers=workers, rerun=args.rerun,
                         device=args.device, only=args.only)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()) if v)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Iterable, Optional, TextIO
 
+from .errors import BenchError
 from .plan import Cell
 from .runner import CellRunner, numeric_context
 from .suite_paths import suite_directory
@@ -55,6 +56,12 @@ def train_networks(runner: CellRunner, cells: Iterable[Cell], pool: Any,
             todo.append(job)
         else:
             stream.write(f"network {job.label}: cached, loaded from {job.entry.path}\n")
+    for job in todo:
+        try:
+            job.entry.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BenchError(f"cannot write the network cache at {job.entry.path.parent}: {exc.strerror}; point "
+                             "bench run --cache DIR (or BENCH_CACHE) at a writable folder") from None
     failures: dict[str, str] = {}
     if todo:
         stream.write(f"training {len(todo)} network(s) before the cells\n")

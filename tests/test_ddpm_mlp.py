@@ -259,3 +259,14 @@ def test_the_t0_read_out_approaches_the_exact_score_as_epochs_grow(tmp_path, mon
     rel = [float((s(x, 0.0) - exact).pow(2).sum(-1).mean() / exact.pow(2).sum(-1).mean()) for s in scores]
     assert rel[0] > rel[1] > rel[2], rel
     assert rel[2] < 0.1, rel
+
+
+def test_an_unwritable_cache_is_one_clean_line_before_anything_runs(write_suite, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    path = write_suite(ONCE_SUITE)
+    result = subprocess.run([sys.executable, "-m", "bench_core.cli", "run", str(path), "--out", str(tmp_path / "o"),
+                             "--cache", str(blocker / "cache")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write the network cache" in lines[0] and "--cache DIR" in lines[0]
