@@ -36,7 +36,8 @@ class ScoreEstimate(Protocol):
     (the witness set where it is deliberately wrong), ``velocity_score(x, v, t)`` (its CLD form,
     needed by the ``cld`` sampler), ``active(t) -> bool`` (False where it equals the exact score by
     construction, so ``score_error.bar_sq`` skips that time), ``error_log_bound(target)`` and
-    ``region_log_mass(target)`` (closed forms), ``diagnostics() -> dict``.
+    ``region_log_mass(target)`` (closed forms), ``diagnostics() -> dict``, and ``training_job()`` for
+    estimates that must be trained (a method of the factory class; see :mod:`bench_core.training`).
     """
 
     def __call__(self, x: Tensor, t: float) -> Tensor: ...

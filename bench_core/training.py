@@ -1,6 +1,7 @@
 """Training before the cells: every network a run needs is trained once, on the run's executor.
 
-A score estimate that must be trained exposes ``training_job()``, returning a picklable job with
+A score estimate that must be trained is built by a class with a ``training_job()`` method (other
+factories are not called here), which returns a picklable job with
 ``key`` (the trained artifact, whatever snapshot), ``label``, ``snapshots``, ``missing()`` (the
 snapshots not yet in the cache), ``merged(other)`` (the union of two jobs' snapshots) and ``run()``
 (train what is missing, under the cache entry's lock). Before any cell runs, the driver collects the
@@ -30,6 +31,8 @@ def collect_jobs(runner: CellRunner, cells: Iterable[Cell]) -> list[Any]:
             if ident in seen:
                 continue
             seen.add(ident)
+            if not hasattr(runner.registry.get("scores", cell.score.name).factory, "training_job"):
+                continue  # not trainable: building it here (cutoffs, weights) would only cost time
             make_job = getattr(runner.score(cell.target, cell.score, cell.seed), "training_job", None)
             job = make_job() if callable(make_job) else None
             if job is not None:

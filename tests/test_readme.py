@@ -53,3 +53,12 @@ def test_network_example_trains_and_runs_as_written(tmp_path, monkeypatch):
     kl = df[df.metric == "gaussian_kl"].set_index("score")["value"]
     # 2n KL ~ chi^2_5 for exact samples (mean 5/(2n) = 1.3e-3); the trained network is close to the exact score
     assert kl["exact"] < 0.01 and kl["network"] < 0.1, kl
+
+
+def test_suite_file_example_validates(tmp_path):
+    from bench_core.session import plan_suite
+
+    example = next(b for b in code_blocks("toml") if "[[claims]]" in b and "versus" in b)
+    (tmp_path / "example.toml").write_text(example)
+    plan = plan_suite(tmp_path / "example.toml")
+    assert len(plan.suite.claims) == 2 and plan.suite.claims[1].versus == (("sampler.step_size", 0.01),)
