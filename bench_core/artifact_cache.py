@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Iterator, Optional
+
+import torch
 
 CACHE_ENV = "BENCH_CACHE"
 
@@ -34,6 +38,22 @@ def cache_root() -> Path:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bench"
+
+
+def source_digest(*modules: ModuleType) -> str:
+    """sha256 of the source files of ``modules`` (for keys: the code that determines an artifact)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def tensor_digest(x: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (for keys: the data an artifact was made from)."""
+    x = x.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{x.dtype}{tuple(x.shape)}".encode())
+    digest.update(x.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -9,153 +9,29 @@ beyond the trained ones fails the cell, naming the levels trained.
 
 Weights are cached (:mod:`bench_core.artifact_cache`) under a key hashed from the training rows
 themselves (so the target, its params, the data seed, ``n_train`` and ``duplicate``), every training
-param except ``epochs``, the device type and the source of the training code. ``epochs`` names a
-snapshot of that one training run: a grid over epochs trains once, to the largest value.
+param except ``epochs``, the device type and the source of the training code (:mod:`.eps_mlp`,
+:mod:`.ddpm_training`, :mod:`.schedules`). ``epochs`` names a snapshot of that one training run: a
+grid over epochs trains once, to the largest value.
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
-import json
-import sys
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.artifact_cache import CacheEntry, cache_root
+from bench_core.artifact_cache import cache_root, source_digest, tensor_digest
 from bench_core.protocols import Target, TrainingData
-from bench_core.seeding import canonical_json, derive_seed
+from bench_core.seeding import canonical_json
 
-from . import ddpm_training, eps_mlp, network_score, schedules
+from . import ddpm_training, eps_mlp, schedules
 from ._params import nonnegative_int, positive_float, positive_int
-from .ddpm_training import DDPMTrainer
-from .eps_mlp import EpsMLP
+from .ddpm_training import CACHE_KIND, DDPMTrainingJob, snapshot_name
 from .network_score import ModelScore
-from .schedules import REFERENCE_LEVELS, level_times, linear_beta_alpha_bars
-
-KIND = "ddpm_mlp"
-#: how a cached network is loaded back through the ``network`` score
-MODEL_PATH = "bench_plugins.eps_mlp:EpsMLP"
-
-
-def source_digest(*modules: Any) -> str:
-    """sha256 of the source files of ``modules`` (the code that determines trained weights)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()
-
-
-def tensor_digest(x: Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and bytes."""
-    x = x.detach().cpu().contiguous()
-    digest = hashlib.sha256(f"{x.dtype}{tuple(x.shape)}".encode())
-    digest.update(x.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def snapshot_name(epochs: int) -> str:
-    return f"epochs_{epochs:09d}"
-
-
-@contextlib.contextmanager
-def _training_numerics() -> Iterator[None]:
-    """One intra-op thread (bit-identical weights on CPU whatever the machine's core count); the
-    global RNG untouched (parameter init draws from it under a fixed seed)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@dataclass
-class DDPMTrainingJob:
-    """Training of one ``ddpm_mlp`` network to the epochs in ``snapshots`` (picklable: shipped to workers)."""
-
-    key: str
-    spec: dict
-    train: Tensor
-    device: str
-    params: dict
-    snapshots: frozenset = field(default_factory=frozenset)
-    root: str = ""
-
-    @property
-    def label(self) -> str:
-        p = self.params
-        return f"{KIND} {self.key[:12]} (width {p['width']}, levels {p['levels']}, {self.train.shape[0]} rows)"
-
-    @property
-    def entry(self) -> CacheEntry:
-        return CacheEntry(KIND, self.key, self.spec, Path(self.root) if self.root else None)
-
-    def missing(self) -> list[int]:
-        entry = self.entry
-        return sorted(e for e in self.snapshots if not entry.has(snapshot_name(e)))
-
-    def merged(self, other: "DDPMTrainingJob") -> "DDPMTrainingJob":
-        return replace(self, snapshots=self.snapshots | other.snapshots)
-
-    def build_model(self) -> EpsMLP:
-        p = self.params
-        return EpsMLP(self.train.shape[1], p["width"], p["depth"], p["embed"])
-
-    def run(self, stream: Any = None) -> None:
-        """Train what is missing, under the entry's lock; resumes from the largest finished snapshot
-        below the first missing one (bit-identical to an uninterrupted run)."""
-        stream = stream or sys.stderr
-        entry = self.entry
-        with entry.lock(), _training_numerics():
-            missing = self.missing()
-            if not missing:
-                return
-            p = self.params
-            torch.manual_seed(derive_seed(p["train_seed"], "ddpm_mlp.init", self.key))
-            model = self.build_model().to(self.device)
-            x0 = self.train.to(device=self.device, dtype=torch.float32)
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(derive_seed(p["train_seed"], "ddpm_mlp.train", self.key))
-            trainer = DDPMTrainer(model, x0, alpha_bars=linear_beta_alpha_bars(REFERENCE_LEVELS),
-                                  levels=p["levels"], lr=p["lr"], batch=p["batch"] or None, generator=generator)
-            below = [e for e in (int(s.split("_")[1]) for s in entry.snapshots()) if e < missing[0]]
-            if below:
-                state = torch.load(entry.snapshot_path(snapshot_name(max(below))) / "state.pt",
-                                   map_location=self.device, weights_only=True)
-                trainer.load_state_dict(state)
-            stream.write(f"training {self.label} from epoch {trainer.epoch} to {missing[-1]} "
-                         f"-> {entry.path}\n")
-            stream.flush()
-
-            def save(epoch: int) -> None:
-                if not entry.has(snapshot_name(epoch)):
-                    final = entry.snapshot_path(snapshot_name(epoch))
-                    entry.write_snapshot(snapshot_name(epoch), lambda folder: self._write(folder, final, trainer))
-
-            trainer.train_to(missing[-1], snapshots=missing, on_snapshot=save, label=self.key[:12], stream=stream)
-
-    def _write(self, folder: Path, final: Path, trainer: DDPMTrainer) -> None:
-        """Fill the temporary ``folder`` of the snapshot that will be renamed to ``final``."""
-        weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        torch.save(weights, folder / "weights.pt")
-        torch.save(trainer.state_dict(), folder / "state.pt")
-        with open(folder / "loss.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["epoch", "loss"])
-            writer.writerows((i + 1, f"{v:.6g}") for i, v in enumerate(trainer.losses))
-        p = self.params
-        (folder / "model.json").write_text(json.dumps({
-            "model": MODEL_PATH, "kwargs": {"dim": self.train.shape[1], "width": p["width"], "depth": p["depth"],
-                                            "embed": p["embed"]},
-            "weights": str(final / "weights.pt"), "output": "eps", "time": "level",
-            "epochs": trainer.epoch}, indent=2))
+from .schedules import REFERENCE_LEVELS, level_times
 
 
 class DDPMMLPScore:
@@ -202,11 +78,13 @@ class DDPMMLPScore:
         # readout is not here: it changes how the network is read, not its weights
         train = data.train.detach()
         device = train.device.type
-        spec = {"kind": KIND, "training_rows": list(train.shape), "data_sha256": tensor_digest(train),
-                "params": params, "device": device,
-                "code_sha256": source_digest(eps_mlp, ddpm_training, sys.modules[__name__], schedules)}
+        recipe = {"training_rows": list(train.shape), "data_sha256": tensor_digest(train), "params": params}
+        spec = {"kind": CACHE_KIND, **recipe, "device": device,
+                "code_sha256": source_digest(eps_mlp, ddpm_training, schedules)}
         key = hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:32]
-        self.job = DDPMTrainingJob(key, spec, train.cpu(), device, params, frozenset({self.epochs}), str(cache_root()))
+        seed_key = hashlib.sha256(canonical_json(recipe).encode()).hexdigest()[:32]
+        self.job = DDPMTrainingJob(key, spec, seed_key, train.cpu(), device, params, frozenset({self.epochs}),
+                                   str(cache_root()))
         self.max_time = level_times()[self.levels - 1]
         self._score: Optional[ModelScore] = None
 
@@ -227,7 +105,7 @@ class DDPMMLPScore:
             model = self.job.build_model()
             model.load_state_dict(torch.load(self.snapshot / "weights.pt", map_location="cpu", weights_only=True))
             self._score = ModelScore(model.to(self.job.device), output="eps", time="level",
-                                     t0=level_times()[self.readout - 1], name=KIND)
+                                     t0=level_times()[self.readout - 1], name=CACHE_KIND)
         return self._score
 
     def __call__(self, x: Tensor, t: float) -> Tensor:
@@ -247,5 +125,5 @@ class DDPMMLPScore:
 
 @hookimpl
 def register_scores(register):
-    register(KIND, DDPMMLPScore,
+    register(CACHE_KIND, DDPMMLPScore,
              description="the paper's DDPM noise-prediction MLP, trained on the training set (cached)")

@@ -9,18 +9,33 @@ than the rows, the epoch is a pass over a random permutation in batches of that 
 :class:`DDPMTrainer` keeps everything the next epoch depends on (weights, Adam state, the
 generator's state, the epoch count and the loss curve), so training stopped at epoch E and
 resumed gives bit-for-bit the weights of an uninterrupted run: a grid over ``epochs`` is one
-training run with snapshots.
+training run with snapshots. :class:`DDPMTrainingJob` is that run as the harness schedules it:
+cached on disk (:mod:`bench_core.artifact_cache`), trained once per run, resumed from snapshots.
 """
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
 import sys
 import time
-from typing import Any, Callable, Iterable, Optional
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
 
+from bench_core.artifact_cache import CacheEntry
+from bench_core.seeding import derive_seed
+
+from .eps_mlp import EpsMLP
+from .schedules import REFERENCE_LEVELS, linear_beta_alpha_bars
+
 LOG_EVERY_S = 10.0  # a progress line at most this often (and at each snapshot)
+CACHE_KIND = "ddpm_mlp"
+#: how a cached network is loaded back through the ``network`` score
+MODEL_PATH = "bench_plugins.eps_mlp:EpsMLP"
 
 
 class DDPMTrainer:
@@ -109,3 +124,108 @@ class DDPMTrainer:
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.losses = [float(v) for v in state["losses"]]
+
+
+def snapshot_name(epochs: int) -> str:
+    return f"epochs_{epochs:09d}"
+
+
+@contextlib.contextmanager
+def _training_numerics() -> Iterator[None]:
+    """One intra-op thread (bit-identical weights on CPU whatever the machine's core count); the
+    global RNG untouched (parameter init draws from it under a fixed seed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class DDPMTrainingJob:
+    """Training of one ``ddpm_mlp`` network to the epochs in ``snapshots`` (picklable: shipped to workers).
+
+    ``key`` names the cache entry (it changes with the code and the device); ``seed_key`` (the training
+    rows and params only) seeds the initial weights and the training noise, so a change of code that
+    leaves the arithmetic alone reproduces the same weights under a new key.
+    """
+
+    key: str
+    spec: dict
+    seed_key: str
+    train: Tensor
+    device: str
+    params: dict
+    snapshots: frozenset = field(default_factory=frozenset)
+    root: str = ""
+
+    @property
+    def label(self) -> str:
+        p = self.params
+        return f"{CACHE_KIND} {self.key[:12]} (width {p['width']}, levels {p['levels']}, {self.train.shape[0]} rows)"
+
+    @property
+    def entry(self) -> CacheEntry:
+        return CacheEntry(CACHE_KIND, self.key, self.spec, Path(self.root) if self.root else None)
+
+    def missing(self) -> list[int]:
+        entry = self.entry
+        return sorted(e for e in self.snapshots if not entry.has(snapshot_name(e)))
+
+    def merged(self, other: "DDPMTrainingJob") -> "DDPMTrainingJob":
+        return replace(self, snapshots=self.snapshots | other.snapshots)
+
+    def build_model(self) -> EpsMLP:
+        p = self.params
+        return EpsMLP(self.train.shape[1], p["width"], p["depth"], p["embed"])
+
+    def run(self, stream: Any = None) -> None:
+        """Train what is missing, under the entry's lock; resumes from the largest finished snapshot
+        below the first missing one (bit-identical to an uninterrupted run)."""
+        stream = stream or sys.stderr
+        entry = self.entry
+        with entry.lock(), _training_numerics():
+            missing = self.missing()
+            if not missing:
+                return
+            p = self.params
+            torch.manual_seed(derive_seed(p["train_seed"], "ddpm_mlp.init", self.seed_key))
+            model = self.build_model().to(self.device)
+            x0 = self.train.to(device=self.device, dtype=torch.float32)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(derive_seed(p["train_seed"], "ddpm_mlp.train", self.seed_key))
+            trainer = DDPMTrainer(model, x0, alpha_bars=linear_beta_alpha_bars(REFERENCE_LEVELS),
+                                  levels=p["levels"], lr=p["lr"], batch=p["batch"] or None, generator=generator)
+            below = [e for e in (int(s.split("_")[1]) for s in entry.snapshots()) if e < missing[0]]
+            if below:
+                state = torch.load(entry.snapshot_path(snapshot_name(max(below))) / "state.pt",
+                                   map_location=self.device, weights_only=True)
+                trainer.load_state_dict(state)
+            stream.write(f"training {self.label} from epoch {trainer.epoch} to {missing[-1]} "
+                         f"-> {entry.path}\n")
+            stream.flush()
+
+            def save(epoch: int) -> None:
+                if not entry.has(snapshot_name(epoch)):
+                    final = entry.snapshot_path(snapshot_name(epoch))
+                    entry.write_snapshot(snapshot_name(epoch), lambda folder: self._write(folder, final, trainer))
+
+            trainer.train_to(missing[-1], snapshots=missing, on_snapshot=save, label=self.key[:12], stream=stream)
+
+    def _write(self, folder: Path, final: Path, trainer: DDPMTrainer) -> None:
+        """Fill the temporary ``folder`` of the snapshot that will be renamed to ``final``."""
+        weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+        torch.save(weights, folder / "weights.pt")
+        torch.save(trainer.state_dict(), folder / "state.pt")
+        with open(folder / "loss.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["epoch", "loss"])
+            writer.writerows((i + 1, f"{v:.6g}") for i, v in enumerate(trainer.losses))
+        p = self.params
+        (folder / "model.json").write_text(json.dumps({
+            "model": MODEL_PATH, "kwargs": {"dim": self.train.shape[1], "width": p["width"], "depth": p["depth"],
+                                            "embed": p["embed"]},
+            "weights": str(final / "weights.pt"), "output": "eps", "time": "level",
+            "epochs": trainer.epoch}, indent=2))

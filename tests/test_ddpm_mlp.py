@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +15,11 @@ import torch
 
 from bench_core.artifact_cache import CacheEntry
 from bench_core.data import make_training_data
-from bench_core.plan import Cell  # noqa: F401  (keeps the import graph of the harness loaded)
 from bench_core.session import run_suite
 from bench_core.suite import ComponentSpec
-from bench_plugins import ddpm_mlp, ddpm_training
-from bench_plugins.ddpm_mlp import DDPMMLPScore, snapshot_name
+from bench_plugins import ddpm_training
+from bench_plugins.ddpm_mlp import DDPMMLPScore
+from bench_plugins.ddpm_training import snapshot_name
 from bench_plugins.network_score import make_network_score
 from bench_plugins.schedules import level_times
 from bench_plugins.targets import GaussianTarget
@@ -270,3 +269,21 @@ def test_an_unwritable_cache_is_one_clean_line_before_anything_runs(write_suite,
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write the network cache" in lines[0] and "--cache DIR" in lines[0]
+
+
+def test_training_randomness_does_not_depend_on_the_code_hash(tmp_path, monkeypatch):
+    """A change of code that leaves the arithmetic alone gets a new cache entry but the same weights,
+    so numbers measured before a refactor are reproduced after it."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "a"))
+    target, data = training_data()
+    before = DDPMMLPScore(target, data, width=16, epochs=20)
+    copy = tmp_path / "ddpm_training.py"
+    copy.write_text(Path(ddpm_training.__file__).read_text() + "\n# a comment\n")
+    monkeypatch.setattr(ddpm_training, "__file__", str(copy))
+    after = DDPMMLPScore(target, data, width=16, epochs=20)
+    assert after.training_job().key != before.training_job().key
+    assert after.training_job().seed_key == before.training_job().seed_key
+    before.training_job().run()
+    after.training_job().run()
+    w0, w1 = (torch.load(s.snapshot / "weights.pt", weights_only=True) for s in (before, after))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
