@@ -104,7 +104,9 @@ class DDPMMLPScore:
                 self.job.run()
             model = self.job.build_model()
             model.load_state_dict(torch.load(self.snapshot / "weights.pt", map_location="cpu", weights_only=True))
-            self._score = ModelScore(model.to(self.job.device), output="eps", time="level",
+            # read on the suite's device and dtype (weights are float32; float64 suites upcast them exactly)
+            model = model.to(device=self.job.device, dtype=torch.get_default_dtype())
+            self._score = ModelScore(model, output="eps", time="level",
                                      t0=level_times()[self.readout - 1], name=CACHE_KIND)
         return self._score
 

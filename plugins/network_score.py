@@ -32,7 +32,8 @@ LEVEL_10_TIME = level_times()[9]
 
 class ModelScore:
     """``s_t(x)`` from ``model(x, tau)``: evaluated in eval mode, without gradients, in chunks of
-    :data:`CHUNK_ROWS` rows, on the model's device and dtype (the result is in the dtype of ``x``).
+    :data:`CHUNK_ROWS` rows, on the model's device and dtype (the result is in the dtype of ``x``);
+    the factories put the model on the suite's device and dtype.
 
     Parameters
     ----------
@@ -181,7 +182,9 @@ def make_network_score(target: Target, data: TrainingData, model: Any = None, ou
     module = build_model(model, kwargs or {})
     if weights is not None:
         load_weights(module, weights)
-    return ModelScore(module.to(data.train.device), output=output, time=time, t0=t0, name=f"network {model}")
+    # the suite's device (where its training data lives) and dtype (the default dtype while plans and cells run)
+    module = module.to(device=data.train.device, dtype=torch.get_default_dtype())
+    return ModelScore(module, output=output, time=time, t0=t0, name=f"network {model}")
 
 
 @hookimpl

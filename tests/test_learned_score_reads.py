@@ -181,3 +181,14 @@ def test_network_gives_the_exact_scores_results(write_suite, tmp_path):
     kl = df[df.metric == "gaussian_kl"].pivot_table(index=["sampler", "seed"], columns="score", values="value")
     assert (kl["network"] - kl["exact"]).abs().max() <= 3.8e-3, kl
     assert kl.max().max() < 0.02  # both sample N(1, I): bias d(d+3)/(4n) = 0.0011 plus O(h) terms
+
+
+def test_network_runs_in_the_suites_dtype(float64):
+    from bench_plugins.network_score import make_network_score
+
+    data = TrainingData(train=torch.zeros(4, 3), distinct=torch.zeros(4, 3))
+    score = make_network_score(GaussianTarget(3), data, model="gaussian_eps_net:GaussianEps", kwargs={"dim": 3},
+                               output="score", time="t")
+    assert score.dtype == F64 and score.model.scale.dtype == F64
+    x = torch.randn(5, 3, dtype=F64)
+    assert score(x, 0.3).dtype == F64
