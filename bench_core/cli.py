@@ -91,6 +91,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for info in registry.plugins.values():
         parts = ", ".join(f"{c.kind[:-1] if c.kind.endswith('s') else c.kind} {c.name}" for c in info.components)
         print(f"{info.name} {info.version} ({info.source}): {parts or 'no components'}")
+    for name, reason in registry.broken.items():
+        print(f"{name} (BROKEN, left out): {reason}")
     return 0
 
 
@@ -114,6 +116,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+NEEDS_PLUGINS = ("run", "check", "list", "plugins")
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "plugins": _cmd_plugins, "show": _cmd_show,
             "report": _cmd_report}
 
@@ -125,6 +128,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in NEEDS_PLUGINS:
+            for reason in get_registry().broken.values():
+                print(f"bench: warning: {reason} (its components are unavailable)", file=sys.stderr)
         return COMMANDS[args.command](args)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -132,6 +138,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`bench show DIR | head`): stop quietly; point stdout at /dev/null so the
+        # interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

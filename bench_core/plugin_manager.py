@@ -68,8 +68,9 @@ def _check_hook_names(name: str, plugin: Any) -> None:
                 f"{did_you_mean(attr, KINDS.values())}; hooks are {', '.join(KINDS.values())}")
 
 
-def _entry_point_plugins() -> list[tuple[str, Any, str, str]]:
-    """Load entry points of group ``bench``: (name, module, version, source) each."""
+def _entry_point_plugins(broken: dict[str, str]) -> list[tuple[str, Any, str, str]]:
+    """Load entry points of group ``bench``: (name, module, version, source) each. One that fails to
+    import is recorded in ``broken`` (name -> reason) instead: it must not take the other plugins down."""
     allowed = _allowed_entry_points()
     eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     if allowed is not None:
@@ -89,17 +90,22 @@ def _entry_point_plugins() -> list[tuple[str, Any, str, str]]:
         version = dist.version if dist is not None else "?"
         try:
             module = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not take bench down silently
-            raise PluginError(
-                f"plugin '{ep.name}' (entry point '{ep.value}' of distribution '{dist_name}') failed to "
-                f"load: {type(exc).__name__}: {exc}; fix or uninstall it, or leave it out with "
-                f"BENCH_PLUGINS") from exc
+        except Exception as exc:  # noqa: BLE001 - any import-time failure makes this one plugin unavailable
+            broken[ep.name] = (f"plugin '{ep.name}' (entry point '{ep.value}' of distribution '{dist_name}') failed "
+                               f"to load: {type(exc).__name__}: {exc}; fix or uninstall it, or leave it out with "
+                               "BENCH_PLUGINS")
+            continue
         loaded.append((ep.name, module, version, f"entry point of {dist_name}"))
     return loaded
 
 
 def build_registry(extra: Iterable[ModuleType | Any] = (), *, entry_points: bool = True) -> Registry:
-    """Build a fresh Registry from built-ins, entry points and ``extra`` plugin objects."""
+    """Build a fresh Registry from built-ins, entry points and ``extra`` plugin objects.
+
+    A broken entry-point plugin (it fails to import, implements a misspelled hook, takes a name
+    already registered, or its hook raises) is left out whole and recorded in ``registry.broken``
+    with the reason; built-ins and plugins registered in code (``extra``) raise instead.
+    """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     registry = Registry()
@@ -107,19 +113,33 @@ def build_registry(extra: Iterable[ModuleType | Any] = (), *, entry_points: bool
     plugins: list[tuple[str, Any, str, str]] = [
         (mod, importlib.import_module(mod), version, "built-in") for mod in BUILTIN_MODULES]
     if entry_points:
-        plugins += _entry_point_plugins()
+        plugins += _entry_point_plugins(registry.broken)
     for obj in extra:
         name = getattr(obj, "__name__", type(obj).__name__)
         plugins.append((name, obj, getattr(obj, "__version__", "?"), "registered in code"))
+    degradable = {name for name, _, _, source in plugins if source.startswith("entry point")}
     for name, obj, plugin_version, source in plugins:
         if name in registry.plugins:
             raise PluginError(f"plugin name '{name}' is used twice; rename the entry point")
-        _check_hook_names(name, obj)
+        try:
+            _check_hook_names(name, obj)
+        except PluginError as exc:
+            if name not in degradable:
+                raise
+            registry.broken[name] = str(exc)
+            continue
         pm.register(obj, name=name)
         registry.plugins[name] = PluginInfo(name, plugin_version, source)
     for kind, hook_name in KINDS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            _call_register_hook(registry, kind, impl)
+            if impl.plugin_name in registry.broken:
+                continue
+            try:
+                _call_register_hook(registry, kind, impl)
+            except PluginError as exc:
+                if impl.plugin_name not in degradable:
+                    raise
+                registry.mark_broken(impl.plugin_name, str(exc))
     return registry
 
 

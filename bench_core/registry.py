@@ -42,6 +42,16 @@ class Registry:
     def __init__(self) -> None:
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self.plugins: dict[str, PluginInfo] = {}
+        #: plugins left out because they are broken: name -> the reason (shown by every command)
+        self.broken: dict[str, str] = {}
+
+    def mark_broken(self, plugin: str, reason: str) -> None:
+        """Leave ``plugin`` out: drop the components it registered so far and record why."""
+        for components in self._components.values():
+            for name in [n for n, c in components.items() if c.plugin == plugin]:
+                del components[name]
+        self.plugins.pop(plugin, None)
+        self.broken[plugin] = reason
 
     def add(self, kind: str, name: str, factory: Callable[..., Any], *, description: str = "",
             plugin: str) -> None:
@@ -80,9 +90,10 @@ class Registry:
             return self._components[kind][name]
         except KeyError:
             known = self.names(kind)
+            unavailable = "".join(f"; it may come from {reason}" for reason in self.broken.values())
             raise ComponentError(
                 f"unknown {SINGULAR[kind]} '{name}'{did_you_mean(name, known)}; "
-                f"known: {', '.join(known) or 'none'} (see `bench list {kind}`)") from None
+                f"known: {', '.join(known) or 'none'} (see `bench list {kind}`){unavailable}") from None
 
     def check_params(self, kind: str, name: str, params: dict[str, Any], n_positional: int = 0) -> None:
         """Raise ValueError naming any parameter the factory's signature does not accept."""

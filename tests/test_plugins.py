@@ -14,6 +14,8 @@ from bench_core import hookimpl
 from bench_core.errors import PluginError
 from bench_core.plugin_manager import build_registry
 
+REPO = Path(__file__).parents[1]
+
 GOOD_PLUGIN = '''
 """A third-party sampler plugin: ULA with a damped step, registered through an entry point."""
 import torch
@@ -53,6 +55,23 @@ from bench_core import hookimpl
 def register_sampler(register):
     register("never", object)
 '''
+
+
+SUITE_USING_HALF_ULA = """
+[suite]
+name = "uses_plugin"
+device = "cpu"
+
+[[targets]]
+name = "gaussian"
+params = { dim = 2 }
+
+[[samplers]]
+name = "half_ula"
+
+[[metrics]]
+name = "mean_error"
+"""
 
 
 def install_dist(root: Path, dist: str, module: str, source: str, version: str = "1.2.3") -> None:
@@ -127,14 +146,27 @@ def test_bench_plugins_env_restricts_entry_points(plugin_root):
     (GOOD_PLUGIN.replace('"half_ula"', '"ula"'), ["plugin 'bench-broken' registers sampler 'ula'",
                                                   "already registered by plugin 'bench_plugins.samplers'"]),
 ])
-def test_broken_installed_plugin_gives_one_clean_line(tmp_path, source, needles):
+def test_broken_installed_plugin_degrades_with_one_clean_warning(tmp_path, source, needles, write_suite):
+    """A broken plugin is left out whole: one warning line on every command, listed as broken by
+    `bench plugins`, other commands work, and a suite that needs its component exits 2 naming it."""
     install_dist(tmp_path, "bench-broken", "bench_broken", source)
     result = bench(["plugins"], tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("bench: warning: ") and lines[0].endswith("(its components are unavailable)")
     for needle in needles:
         assert needle in lines[0]
+    assert "bench-broken (BROKEN, left out): plugin 'bench-broken'" in result.stdout
+    check = bench(["check", str(REPO / "suites" / "smoke.toml")], tmp_path)
+    assert check.returncode == 0 and "OK" in check.stdout and len(check.stderr.strip().splitlines()) == 1
+    listing = bench(["list", "samplers"], tmp_path)
+    assert listing.returncode == 0 and "half_ula" not in listing.stdout and "ula " in listing.stdout
+    suite = write_suite(SUITE_USING_HALF_ULA)
+    run = bench(["check", str(suite)], tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    error = run.stderr.strip().splitlines()[-1]
+    assert "unknown sampler 'half_ula'" in error and "plugin 'bench-broken'" in error
 
 
 def _plugin(**hooks) -> types.SimpleNamespace:

@@ -138,3 +138,18 @@ def test_claims_can_select_a_checkpoint_step(write_suite, tmp_path, toy_registry
     from bench_core.errors import SuiteError
     with pytest.raises(SuiteError, match="step 7, which is not in \\[suite\\] checkpoints"):
         run_suite(bad, out=tmp_path / "bad", registry=toy_registry)
+
+
+def test_show_into_a_closed_pipe_exits_quietly(write_suite, tmp_path):
+    """`bench show DIR | head`: the reader closes the pipe before bench writes; no traceback."""
+    import subprocess
+    import sys
+
+    from bench_core.session import run_suite
+
+    run_suite(write_suite(), out=tmp_path / "out")
+    proc = subprocess.Popen([sys.executable, "-m", "bench_core.cli", "show", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == "", err
