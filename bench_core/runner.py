@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -49,6 +51,21 @@ class CellResult:
     wall_s: float
     reason: str = ""
     rows: list[MetricRow] = field(default_factory=list)
+
+
+def source_location(filename: str) -> str:
+    """``filename`` as an import path: relative to the ``sys.path`` entry it lies under, e.g.
+    ``my_pkg/samplers.py`` (not a bare ``samplers.py`` that does not say whose), else absolute."""
+    path = Path(filename).resolve()
+    best: Optional[Path] = None
+    for entry in sys.path:
+        try:
+            rel = path.relative_to(Path(entry or ".").resolve())
+        except (ValueError, OSError):
+            continue
+        if best is None or len(rel.parts) < len(best.parts):
+            best = rel
+    return (best or path).as_posix()
 
 
 @contextlib.contextmanager
@@ -106,7 +123,7 @@ class CellRunner:
             except Exception as exc:  # noqa: BLE001 - a broken cell is a recorded result
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
                 status = "failed"
-                reason = f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+                reason = f"{type(exc).__name__}: {exc} (at {source_location(frame.filename)}:{frame.lineno})"
         if status != "done":
             rows = [r for r in rows if r.step is not None]  # keep the trajectory measured so far
         return CellResult(cell.key, status, time.perf_counter() - start, reason, rows)

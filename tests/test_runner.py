@@ -153,3 +153,30 @@ def test_show_into_a_closed_pipe_exits_quietly(write_suite, tmp_path):
     proc.stdout.close()  # the reader is gone before the first write
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and err == "", err
+
+
+def test_a_failing_cell_names_the_module_path_and_line(write_suite, tmp_path, monkeypatch):
+    import importlib
+
+    from bench_core.plugin_manager import build_registry
+
+    package = tmp_path / "pkgs" / "my_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "samplers.py").write_text(
+        "from bench_core import hookimpl\n\n\n"
+        "class Broken:\n"
+        "    family = 'langevin'\n\n"
+        "    def sample(self, score, x0, *, generator, callback=None):\n"
+        "        raise RuntimeError('boom')\n\n\n"
+        "@hookimpl\n"
+        "def register_samplers(register):\n"
+        "    register('broken_sampler', Broken)\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    module = importlib.import_module("my_pkg.samplers")
+    registry = build_registry(extra=[module], entry_points=False)
+    suite = write_suite(BASE_SUITE.replace('name = "ula"\nparams = { step_size = 0.05, n_steps = 20 }',
+                                           'name = "broken_sampler"'))
+    run_suite(suite, out=tmp_path / "out", registry=registry)
+    reason = pd.read_csv(tmp_path / "out" / "results.csv")["reason"].iloc[0]
+    assert reason == "RuntimeError: boom (at my_pkg/samplers.py:8)"
