@@ -5,6 +5,7 @@ Shapes: particles are ``Tensor[n, d]``; time ``t`` is forward Ornstein-Uhlenbeck
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Protocol, runtime_checkable
@@ -132,6 +133,15 @@ def conformance_problem(kind: str, obj: Any) -> Optional[str]:
         return f"it lacks {', '.join(repr(m) for m in missing)}"
     if kind == "samplers" and getattr(obj, "family") not in ("langevin", "diffusion"):
         return f"its family is {getattr(obj, 'family')!r}, not 'langevin' or 'diffusion'"
+    if kind == "samplers":
+        try:
+            inspect.signature(obj.sample).bind(None, None, generator=None, callback=None)
+        except TypeError as exc:
+            return (f"its sample{inspect.signature(obj.sample)} cannot be called as "
+                    f"sample(score, x0, *, generator, callback) ({exc}); give it callback=None and call "
+                    "callback(step, t, x) after every step")
+        except ValueError:
+            pass  # no signature to inspect (a builtin): leave it to run time
     if kind == "targets" and not (isinstance(obj.dim, int) and obj.dim > 0):
         return f"its dim is {obj.dim!r}, not a positive int"
     if kind in ("scores", "initializers", "metrics", "reporters") and not callable(obj):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -13,6 +14,24 @@ SINGULAR = {
     "targets": "target", "scores": "score", "initializers": "initializer", "samplers": "sampler",
     "metrics": "metric", "executors": "executor", "reporters": "reporter",
 }
+
+
+# annotation -> accepts(value): checked before a factory runs, so `bench check` catches `n_steps = 100.0`
+_SCALAR_CHECKS: dict[type, Callable[[Any], bool]] = {
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    bool: lambda v: isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of a factory (a class: of its ``__init__``); {} when they cannot be read."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not checked
+        return {}
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,12 @@ class Registry:
             if key not in accepted:
                 raise ValueError(f"unknown parameter '{key}'{did_you_mean(key, accepted)} for "
                                  f"{SINGULAR[kind]} '{name}'; accepted: {', '.join(accepted) or 'none'}")
+        hints = _type_hints(factory)
+        for key, value in params.items():
+            wanted = hints.get(key)
+            if wanted in _SCALAR_CHECKS and not _SCALAR_CHECKS[wanted](value):
+                raise ValueError(f"parameter '{key}' of {SINGULAR[kind]} '{name}' must be {wanted.__name__} "
+                                 f"(its annotation), got {value!r}")
 
     def create(self, kind: str, name: str, *args: Any, **params: Any) -> Any:
         """Build a component and check it is one; the factory's ValueError passes through."""

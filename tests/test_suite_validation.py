@@ -145,3 +145,42 @@ def test_claims_name_grid_metrics_by_their_label(write_suite, capsys):
     bad = text.replace("witness='ball_trap'", "witness='cone_trap'")
     rc, _, err = check(capsys, write_suite(bad, "bad.toml"))
     assert rc == 2 and "is not computed by this suite" in err
+
+
+def test_check_refuses_samplers_that_cannot_run_before_anything_runs(write_suite):
+    """`bench check` catches a sample() without callback and a param of the wrong type for its annotation."""
+    import types
+
+    from bench_core import hookimpl
+    from bench_core.errors import PluginError, SuiteError
+    from bench_core.plugin_manager import build_registry
+    from bench_core.session import plan_suite
+    from toy_components import NoCallbackArgSampler
+
+    class Annotated:
+        family = "langevin"
+
+        def __init__(self, n_steps: int = 10, step_size: float = 0.1) -> None:
+            self.n_steps, self.step_size = n_steps, step_size
+
+        def sample(self, score, x0, *, generator, callback=None):
+            return x0.clone()
+
+    @hookimpl
+    def register_samplers(register):
+        register("no_callback", NoCallbackArgSampler)
+        register("annotated", Annotated)
+
+    registry = build_registry(extra=[types.SimpleNamespace(__name__="my_samplers",
+                                                           register_samplers=register_samplers)],
+                              entry_points=False)
+    base = "[suite]\nname = 's'\ndevice = 'cpu'\n[[targets]]\nname = 'gaussian'\nparams = { dim = 2 }\n" \
+           "[[metrics]]\nname = 'mean_error'\n[[samplers]]\n"
+    with pytest.raises(PluginError, match=r"plugin 'my_samplers'.*'no_callback'.*cannot be called as "
+                                          r"sample\(score, x0, \*, generator, callback\)"):
+        plan_suite(write_suite(base + "name = 'no_callback'\n"), registry=registry)
+    with pytest.raises(SuiteError, match=r"suite.toml:\d+: .*parameter 'n_steps' of sampler 'annotated' must be "
+                                         r"int \(its annotation\), got 100.0"):
+        plan_suite(write_suite(base + "name = 'annotated'\nparams = { n_steps = 100.0 }\n"), registry=registry)
+    plan_suite(write_suite(base + "name = 'annotated'\nparams = { n_steps = 100, step_size = 1 }\n"),
+               registry=registry)  # an int where a float is annotated is fine

@@ -90,7 +90,7 @@ def test_checks_restore_the_default_dtype():
     (toys.LazySampler(), r"exact score of N\(1, I_2\).*mean"),
     (toys.HotSampler(), r"exact score of N\(1, I_2\).*std 1\.4"),
     (toys.BadFamilySampler(), "family is 'mcmc'"),
-    (toys.NoCallbackArgSampler(), r"does not accept \(score, x0, generator=, callback=\)"),
+    (toys.NoCallbackArgSampler(), r"cannot be called as sample\(score, x0, \*, generator, callback\)"),
 ], ids=lambda v: type(v).__name__ if not isinstance(v, str) else "")
 def test_broken_samplers_fail(sampler, match):
     with pytest.raises(AssertionError, match=f"sampler {type(sampler).__name__}: .*{match}"):
