@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .errors import SkipMetric
+from .hookspecs import PROJECT
 from .protocols import MetricContext, TrainingData, conformance_problem
 from .registry import SINGULAR
 
@@ -319,7 +320,8 @@ def check_plugin(module: Any) -> list[tuple[str, str, str]]:
     PluginError
         From ``build_registry(extra=[module], entry_points=False)`` for a broken plugin.
     AssertionError
-        When a component fails its check (or its factory raises with default params).
+        When the plugin registers nothing (naming functions that lack ``@hookimpl``), or a component
+        fails its check (or its factory raises with default params).
     """
     from bench_plugins.targets import GaussianTarget
 
@@ -333,8 +335,16 @@ def check_plugin(module: Any) -> list[tuple[str, str, str]]:
     checks = {"targets": check_target, "scores": lambda obj: check_score(obj, target),
               "initializers": lambda obj: check_initializer(obj, target, data),
               "samplers": check_sampler, "metrics": check_metric}
+    components = registry.plugins[plugin].components
+    if not components:
+        # the usual cause: register_* functions without @hookimpl, which pluggy never calls
+        unmarked = sorted(name for name in dir(module) if name.startswith("register_")
+                          and callable(getattr(module, name)) and not hasattr(getattr(module, name), f"{PROJECT}_impl"))
+        cause = (f"its {', '.join(unmarked)} lack @hookimpl (from bench_core import hookimpl)" if unmarked else
+                 "it defines no @hookimpl register_<kind>(register) function, or they never call register(...)")
+        raise AssertionError(f"plugin {plugin}: registers no component; {cause}")
     results: list[tuple[str, str, str]] = []
-    for comp in registry.plugins[plugin].components:
+    for comp in components:
         args = (target, data) if comp.kind == "scores" else ()
         try:
             params = list(inspect.signature(comp.factory).parameters.values())[len(args):]

@@ -210,3 +210,17 @@ def test_builtin_mixture_target_and_perturbed_scores_pass():
     data = TrainingData(*(2 * [gmm.sample(50, torch.Generator().manual_seed(0))]), 1)
     for name in ("ball_trap", "memorized", "cone_trap", "noisy"):
         check_score(registry.create("scores", name, gmm, data), gmm)
+
+
+def test_check_plugin_fails_on_a_module_that_registers_nothing():
+    import types
+
+    def register_samplers(register):  # no @hookimpl: pluggy never calls it
+        register("never", ULA)
+
+    unmarked = types.SimpleNamespace(__name__="forgot_hookimpl", register_samplers=register_samplers)
+    with pytest.raises(AssertionError, match=r"plugin forgot_hookimpl: registers no component; its "
+                                             r"register_samplers lack @hookimpl"):
+        check_plugin(unmarked)
+    with pytest.raises(AssertionError, match="defines no @hookimpl register_<kind>"):
+        check_plugin(types.SimpleNamespace(__name__="empty_plugin"))
