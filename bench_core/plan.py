@@ -28,7 +28,9 @@ from .suite_paths import suite_directory
 PRIOR = ComponentSpec("initializers", "prior", ())
 AXES = ("target", "score", "initializer", "sampler")
 # bench_core modules whose code changes the numbers a cell produces
-NUMERIC_CORE = ("runner.py", "seeding.py", "data.py", "plan.py")
+NUMERIC_CORE = ("runner.py", "seeding.py", "data.py", "plan.py", "cost.py")
+#: metric prefixes the harness records for every cell (bench_core/cost.py), with their direction
+HARNESS_METRICS = {"nfe": False, "sampler": False}
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
                     built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
     finally:
         torch.set_default_dtype(previous)
-    metric_names = set(metric_display_names(suite.components["metrics"]).values())
+    metric_names = set(metric_display_names(suite.components["metrics"]).values()) | set(HARNESS_METRICS)
     for claim in suite.claims:
         where = suite.where("claims", claim.index, "metric")
         if metric_prefix(claim.metric) not in metric_names:
@@ -209,7 +211,8 @@ class Plan:
         self.suite, self.registry, self.device = suite, registry, device
         self.families = {spec: obj.family for spec, obj in built["samplers"].items()}
         self.n_steps = {spec: getattr(obj, "n_steps", None) for spec, obj in built["samplers"].items()}
-        self.higher_is_better = {m.name: bool(obj.higher_is_better) for m, obj in built["metrics"].items()}
+        self.higher_is_better = {**HARNESS_METRICS,
+                                 **{m.name: bool(obj.higher_is_better) for m, obj in built["metrics"].items()}}
         self.metric_specs = list(suite.components["metrics"])
         self.metric_names = metric_display_names(self.metric_specs)
         self.cells = self._expand()

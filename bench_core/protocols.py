@@ -55,6 +55,11 @@ class Initializer(Protocol):
 class Sampler(Protocol):
     """Moves particles ``x0`` using a score; ``family`` is "langevin" or "diffusion".
 
+    A sampler sees the score estimate only (no target, no log-density): the harness passes it wrapped
+    in a counter (:class:`bench_core.cost.CountingScore`) and records the number of score evaluations
+    as ``nfe.calls`` / ``nfe.evals``. An optional ``diagnostics() -> dict[str, float]`` (e.g. an
+    acceptance rate) is called after sampling and recorded as ``sampler.<key>``.
+
     Diffusion samplers also expose ``T`` (horizon), ``process`` ("ou" or "cld"),
     ``score_times() -> [(t_k, h_k)]`` (each score query time and the time it covers) and
     ``forward_coefficients(t) -> (a_t, sigma_t)`` (``x_t = a_t x_0 + sigma_t z``), from which

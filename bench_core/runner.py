@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch import Tensor
 
+from .cost import CountingScore, sampler_diagnostics
 from .data import check_particles, make_reference, make_training_data
 from .errors import Diverged, SkipCell, SkipMetric
 from .plan import PRIOR, Cell, Plan
@@ -148,8 +149,11 @@ class CellRunner:
                             generator=sampler_gen, x0=x0)
         checkpoints = set(self.suite.checkpoints)
 
+        counted = CountingScore(score)  # the sampler's evaluations are counted; the metrics' are not
+
         def measure(x: Tensor, step: Optional[int], t: Optional[float]) -> None:
             rows.extend(self._metrics(cell, metrics, x, ctx, step, t))
+            rows.extend(MetricRow(name, value, step=step, t=t) for name, value in counted.rows().items())
 
         if 0 in checkpoints:
             measure(x0, 0, float(getattr(sampler, "T", 0.0)) if sampler.family == "diffusion" else 0.0)
@@ -162,11 +166,15 @@ class CellRunner:
             if progress is not None:
                 progress(step)
 
-        samples = sampler.sample(score, x0, generator=sampler_gen, callback=callback)
+        samples = sampler.sample(counted, x0, generator=sampler_gen, callback=callback)
         samples = check_particles(samples, n, target.dim, f"sampler '{cell.sampler.name}'")
         if not bool(torch.isfinite(samples).all()):
             raise Diverged("non-finite particles in the final samples")
         measure(samples, None, None)
+        diagnostics, problem = sampler_diagnostics(sampler)
+        rows.extend(MetricRow(name, value) for name, value in diagnostics.items())
+        if problem is not None:
+            rows.append(MetricRow("sampler.diagnostics", math.nan, "failed", problem))
 
     def _metrics(self, cell: Cell, metrics: list, x: Tensor, ctx: MetricContext, step: Optional[int],
                  t: Optional[float]) -> list[MetricRow]:

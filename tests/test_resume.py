@@ -76,4 +76,4 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
         after = pd.read_csv(out / name).drop(columns=["wall_s"])  # wall time is the one legitimate difference
         assert not after.duplicated().any()
         pd.testing.assert_frame_equal(clean, after)
-    assert len(pd.read_csv(out / "results.csv")) == n_cells * 2
+    assert len(pd.read_csv(out / "results.csv")) == n_cells * 4  # 2 metrics + nfe.calls + nfe.evals

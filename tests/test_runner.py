@@ -113,7 +113,7 @@ def test_rerun_and_resume_skip_logic(write_suite, tmp_path, toy_registry):
     forced = run_suite(path, out=tmp_path / "o", registry=toy_registry, rerun=True)
     assert (first.n_run, again.n_run, again.n_skipped_finished, forced.n_run) == (2, 0, 2, 2)
     results = load_results(tmp_path / "o").results
-    assert len(results) == 2  # 2 cells x 1 metric, never duplicated
+    assert len(results) == 6  # 2 cells x (1 metric + nfe.calls + nfe.evals), never duplicated
 
 
 @pytest.mark.parametrize("op, value, holds", [("<=", 10.0, True), (">", 10.0, False)])
@@ -180,3 +180,71 @@ def test_a_failing_cell_names_the_module_path_and_line(write_suite, tmp_path, mo
     run_suite(suite, out=tmp_path / "out", registry=registry)
     reason = pd.read_csv(tmp_path / "out" / "results.csv")["reason"].iloc[0]
     assert reason == "RuntimeError: boom (at my_pkg/samplers.py:8)"
+
+
+def test_nfe_counts_the_samplers_score_evaluations_and_diagnostics_are_recorded(write_suite, tmp_path):
+    """ULA: one call per step; DDIM: n_steps calls; the metrics' own evaluations (score_error) are not
+    counted; checkpoints carry the count so far; diagnostics() becomes sampler.<key>."""
+    import types
+
+    from bench_core import hookimpl
+    from bench_core.plugin_manager import build_registry
+    from bench_plugins.samplers import ULA
+
+    class TalkativeULA(ULA):
+        def diagnostics(self):
+            return {"steps_taken": self.n_steps, "half": 0.5}
+
+    class BrokenDiagnostics(ULA):
+        def diagnostics(self):
+            raise RuntimeError("no idea")
+
+    @hookimpl
+    def register_samplers(register):
+        register("talkative_ula", TalkativeULA)
+        register("broken_diagnostics", BrokenDiagnostics)
+
+    registry = build_registry(extra=[types.SimpleNamespace(__name__="diag", register_samplers=register_samplers)],
+                              entry_points=False)
+    suite = write_suite("""
+        [suite]
+        name = "nfe"
+        seeds = [0]
+        n_samples = 300
+        device = "cpu"
+        checkpoints = [0, 5]
+
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2 }
+
+        [[samplers]]
+        name = "talkative_ula"
+        params = { n_steps = 20 }
+
+        [[samplers]]
+        name = "broken_diagnostics"
+        params = { n_steps = 7 }
+
+        [[samplers]]
+        name = "ddim"
+        params = { n_steps = 25 }
+
+        [[metrics]]
+        name = "score_error"
+        params = { n_bar = 50, bar_nodes = 5 }
+    """)
+    summary = run_suite(suite, out=tmp_path / "out", registry=registry)
+    assert summary.statuses == {"done": 3, "metric_failed": 1}
+    run = load_results(tmp_path / "out")
+    final = run.results.set_index(["sampler", "metric"])
+    assert final.loc[("talkative_ula", "nfe.calls"), "value"] == 20
+    assert final.loc[("talkative_ula", "nfe.evals"), "value"] == 20 * 300
+    assert final.loc[("ddim", "nfe.calls"), "value"] == 25
+    assert final.loc[("talkative_ula", "sampler.steps_taken"), "value"] == 20
+    assert final.loc[("talkative_ula", "sampler.half"), "value"] == 0.5
+    broken = final.loc[("broken_diagnostics", "sampler.diagnostics")]
+    assert broken["status"] == "failed" and "RuntimeError: no idea" in broken["reason"]
+    assert final.loc[("broken_diagnostics", "nfe.calls"), "value"] == 7
+    steps = run.trajectory[run.trajectory.metric == "nfe.calls"].set_index(["sampler", "step"])["value"]
+    assert steps[("talkative_ula", 0)] == 0 and steps[("talkative_ula", 5)] == 5
