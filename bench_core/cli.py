@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .describe import describe, summary
 from .errors import BenchError, did_you_mean
 from .hookspecs import KINDS
 from .plugin_manager import get_registry
@@ -29,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("suite")
     lst = sub.add_parser("list", help="list registered components")
     lst.add_argument("kind", nargs="?", help=" | ".join(KINDS))
+    lst.add_argument("-v", "--verbose", action="store_true", help="each component's params: type, default, meaning")
+    describe = sub.add_parser("describe", help="one component: params, defaults, docstring")
+    describe.add_argument("name")
     sub.add_parser("plugins", help="list loaded plugins, versions and components")
     show = sub.add_parser("show", help="print the leaderboard of a results folder")
     show.add_argument("dir")
@@ -83,6 +87,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         for c in registry.components(kind):
             print(f"  {c.name:<20} {c.description}  [{c.plugin}]")
+            if args.verbose:
+                for p in describe(c):
+                    meaning = f": {p.meaning}" if p.meaning else ""
+                    print(f"      {p.name}{f' ({p.type})' if p.type else ''} = {p.default}{meaning}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    registry = get_registry()
+    found = [c for kind in KINDS for c in registry.components(kind) if c.name == args.name]
+    if not found:
+        names = [c.name for kind in KINDS for c in registry.components(kind)]
+        raise BenchError(f"no component named '{args.name}'{did_you_mean(args.name, names)}; see `bench list`")
+    for component in found:
+        print("\n".join(summary(component)))
     return 0
 
 
@@ -116,8 +135,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-NEEDS_PLUGINS = ("run", "check", "list", "plugins")
-COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "plugins": _cmd_plugins, "show": _cmd_show,
+NEEDS_PLUGINS = ("run", "check", "list", "plugins", "describe")
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "describe": _cmd_describe, "plugins": _cmd_plugins,
+            "show": _cmd_show,
             "report": _cmd_report}
 
 

@@ -149,7 +149,7 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def make_network_score(target: Target, data: TrainingData, model: Any = None, output: Any = None, time: Any = None,
+def make_network_score(target: Target, data: TrainingData, *, model: str, output: str, time: str,
                        kwargs: Optional[dict] = None, weights: Optional[str] = None,
                        t0: Optional[float] = None) -> ModelScore:
     """The ``network`` score: a user's ``nn.Module``, imported, built, loaded and read as a score.
@@ -170,8 +170,6 @@ def make_network_score(target: Target, data: TrainingData, model: Any = None, ou
         Time read at ``t = 0``; default 0 for ``output = "score"`` and the time of DDPM level 10
         (0.000948) for ``"eps"``.
     """
-    if model is None:
-        raise ValueError("parameter 'model' is required: model = \"package.module:attr\"")
     output = _choice("output", output, OUTPUTS)
     time = _choice("time", time, TIME_INPUTS)
     t0 = nonnegative_float("t0", LEVEL_10_TIME if t0 is None and output == "eps" else (t0 or 0.0))

@@ -100,7 +100,8 @@ name = "mean_error"
     ('model = "gaussian_eps_net", output = "eps", time = "t"', "must be \"package.module:attr\""),
     ('model = "gaussian_eps_net:GaussianEps", output = "noise", time = "t", kwargs = { dim = 3 }',
      "parameter 'output' must be one of"),
-    ('model = "gaussian_eps_net:GaussianEps", output = "eps", kwargs = { dim = 3 }', "parameter 'time' must be"),
+    ('model = "gaussian_eps_net:GaussianEps", output = "eps", kwargs = { dim = 3 }',
+     "missing 1 required keyword-only argument: 'time'"),
     ('model = "gaussian_eps_net:GaussianEps", output = "eps", time = "t", kwargs = { dims = 3 }',
      "parameter 'kwargs'"),
     ('model = "gaussian_eps_net:GaussianEps", output = "eps", time = "t", kwargs = { dim = 3 }, '

@@ -218,3 +218,21 @@ def test_builtins_registered_and_listed(capsys):
         assert f"  {name} " in out
     assert main(["list", "sampler"]) == 2
     assert "did you mean 'samplers'" in capsys.readouterr().err
+
+
+def test_components_describe_themselves(capsys):
+    from bench_core.cli import main
+
+    assert main(["describe", "ddpm_mlp"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ddpm_mlp (score, plugin bench_plugins.ddpm_mlp): ")
+    assert "    levels (int) = 100: Train on levels 1..levels (the paper: the lowest 100)" in out
+    assert "    epochs (int) = 150000: " in out
+    assert main(["describe", "ula"]) == 0
+    out = capsys.readouterr().out
+    assert "family: langevin; receives the score estimate only" in out and "    step_size (float) = 0.0025" in out
+    assert main(["list", "scores", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert '      output ({"eps", "score"}) = (required): What the network predicts' in out  # under its line
+    assert main(["describe", "ddpm_mpl"]) == 2
+    assert "no component named 'ddpm_mpl' (did you mean 'ddpm_mlp'?)" in capsys.readouterr().err
