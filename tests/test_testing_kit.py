@@ -224,3 +224,10 @@ def test_check_plugin_fails_on_a_module_that_registers_nothing():
         check_plugin(unmarked)
     with pytest.raises(AssertionError, match="defines no @hookimpl register_<kind>"):
         check_plugin(types.SimpleNamespace(__name__="empty_plugin"))
+
+
+def test_the_kit_tells_a_wrong_noise_baoab_from_a_correct_one():
+    check_sampler(toys.BAOAB())  # BAOAB is unbiased in x for a Gaussian target at any step size
+    with pytest.raises(AssertionError, match=r"sampler BAOAB: with the exact score of N\(1, I_2\) its samples "
+                                             r"have std 1\.2\d* .*check the noise scale"):
+        check_sampler(toys.BAOAB(wrong_noise=True))
