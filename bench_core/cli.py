@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("-v", "--verbose", action="store_true", help="each component's params: type, default, meaning")
     describe = sub.add_parser("describe", help="one component: params, defaults, docstring")
     describe.add_argument("name")
+    new = sub.add_parser("new", help="scaffold a plugin distribution: bench new sampler my_sampler")
+    new.add_argument("kind", help="sampler | score | target | metric")
+    new.add_argument("name", help="a lowercase identifier: the module and the component")
+    new.add_argument("--dir", help="output folder (default ./NAME)")
     sub.add_parser("plugins", help="list loaded plugins, versions and components")
     show = sub.add_parser("show", help="print the leaderboard of a results folder")
     show.add_argument("dir")
@@ -94,6 +98,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_new(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold
+
+    folder = scaffold(args.kind, args.name, args.dir)
+    print(f"wrote {folder}/: pyproject.toml, {args.name}.py, README.md, tests/test_{args.name}.py, "
+          f"suites/example.toml\nnext: pip install -e \"{folder}[test]\" && (cd {folder} && python -m pytest && "
+          "bench run suites/example.toml)")
+    return 0
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
     registry = get_registry()
     found = [c for kind in KINDS for c in registry.components(kind) if c.name == args.name]
@@ -137,7 +151,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 NEEDS_PLUGINS = ("run", "check", "list", "plugins", "describe")
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "describe": _cmd_describe, "plugins": _cmd_plugins,
-            "show": _cmd_show,
+            "show": _cmd_show, "new": _cmd_new,
             "report": _cmd_report}
 
 

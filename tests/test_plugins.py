@@ -236,3 +236,40 @@ def test_components_describe_themselves(capsys):
     assert '      output ({"eps", "score"}) = (required): What the network predicts' in out  # under its line
     assert main(["describe", "ddpm_mpl"]) == 2
     assert "no component named 'ddpm_mpl' (did you mean 'ddpm_mlp'?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["sampler", "score", "target", "metric"])
+def test_bench_new_writes_a_plugin_that_conforms_and_runs_its_example(kind, tmp_path, monkeypatch):
+    """The scaffold's module passes the kit (what its own test runs) and its example suite runs.
+    CI also pip-installs a scaffolded sampler into a fresh venv and runs its tests and suite."""
+    import importlib
+    import sys as _sys
+
+    from bench_core.cli import main
+    from bench_core.session import run_suite
+    from bench_core.testing import check_plugin
+
+    name = f"my_{kind}_{os.getpid()}"
+    assert main(["new", kind, name, "--dir", str(tmp_path / "dist")]) == 0
+    dist = tmp_path / "dist"
+    assert {p.name for p in dist.iterdir()} == {"pyproject.toml", f"{name}.py", "README.md", "tests", "suites"}
+    assert f'{name} = "{name}"' in (dist / "pyproject.toml").read_text()
+    monkeypatch.syspath_prepend(str(dist))
+    module = importlib.import_module(name)
+    statuses = check_plugin(module)
+    assert [(k, n, s) for k, n, s in statuses] == [(f"{kind}s", name, "ok")]
+    registry = build_registry(extra=[module], entry_points=False)
+    summary = run_suite(dist / "suites" / "example.toml", out=tmp_path / "out", registry=registry)
+    assert summary.exit_code == 0, summary.statuses
+    test = subprocess.run([_sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(dist / "tests")],
+                          capture_output=True, text=True, cwd=dist, env={**os.environ, "PYTHONPATH": str(dist)})
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert main(["new", kind, name, "--dir", str(dist)]) == 2  # never overwrites
+
+
+def test_bench_new_refuses_bad_names(capsys):
+    from bench_core.cli import main
+
+    assert main(["new", "sampler", "My-Sampler"]) == 2
+    assert "must be a lowercase Python identifier" in capsys.readouterr().err
+    assert main(["new", "executor", "x"]) == 2
