@@ -9,13 +9,13 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .registry import SINGULAR, Component
 
 #: leading positional arguments the harness passes, per kind (not suite params)
 HARNESS_ARGS = {"scores": 2}
-_PARAM_LINE = re.compile(r"^(\w+)\s*:\s*(.*)$")
+_PARAM_LINE = re.compile(r"^(\w+(?:\s*,\s*\w+)*)\s*:\s*(.*)$")  # "name : type" or "a, b : type"
 
 
 @dataclass
@@ -38,17 +38,19 @@ def parameter_meanings(doc: str) -> dict[str, tuple[str, str]]:
     except StopIteration:
         return {}
     out: dict[str, tuple[str, str]] = {}
-    name: Optional[str] = None
+    names: list[str] = []
     for i in range(start, len(lines)):
         line, following = lines[i], (lines[i + 1] if i + 1 < len(lines) else "")
         if line.strip() and not line.startswith(" ") and following.strip().startswith("---"):
             break  # the next section (Returns, Keys, ...)
         match = _PARAM_LINE.match(line)
         if match and not line.startswith(" "):
-            name = match.group(1)
-            out[name] = (match.group(2).strip(), "")
-        elif name and line.strip() and not out[name][1]:
-            out[name] = (out[name][0], line.strip().split(". ")[0].rstrip("."))
+            names = [n.strip() for n in match.group(1).split(",")]
+            for name in names:
+                out[name] = (match.group(2).strip(), "")
+        elif names and line.strip() and not out[names[0]][1]:
+            for name in names:
+                out[name] = (out[name][0], line.strip().split(". ")[0].rstrip("."))
     return out
 
 

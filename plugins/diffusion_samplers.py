@@ -179,6 +179,21 @@ class DDPM(_OUDiffusion):
     unused); exponential uses ``T``, ``n_steps``, ``t_min`` (early stopping: the output is the state at
     ``t_min``, an approximation of ``p_{t_min}``) and ``grid`` ("geometric", steps proportional to t, or
     "uniform").
+
+    Parameters
+    ----------
+    discretization : {"ancestral", "exponential"}, default "ancestral"
+        Ho et al.'s Algorithm 2, or the exponential integrator of Chen et al.
+    n_steps : int, default 1000
+        Levels (ancestral) or grid steps (exponential): the number of score queries.
+    beta_min, beta_max : float, default 1e-4, 0.02
+        Ends of the linear beta schedule (ancestral).
+    T : float, default 10.0
+        Horizon in OU time (exponential).
+    t_min : float, default 1e-3
+        Early-stopping time of the returned samples (exponential).
+    grid : {"geometric", "uniform"}, default "geometric"
+        Time grid of the exponential integrator.
     """
 
     def __init__(self, discretization: str = "ancestral", n_steps: int = 1000, beta_min: float = 1e-4,
@@ -219,6 +234,15 @@ class DDIM(_OUDiffusion):
     ``round(1000 - i * 999 / (n_steps - 1))``, from level 1000 (``T = t_1000`` = 5.06) down to level 1,
     then a final step to ``alpha_bar = 1``: ``n_steps`` score queries. ``eta = 0`` (default) is
     deterministic; ``eta = 1`` injects the posterior-variance noise (ancestral-like); ``0 <= eta <= 1``.
+
+    Parameters
+    ----------
+    n_steps : int, default 100
+        Levels visited (score queries), evenly spaced from 1000 down to 1.
+    eta : float, default 0.0
+        0: deterministic DDIM; 1: ancestral-like noise.
+    beta_min, beta_max : float, default 1e-4, 0.02
+        Ends of the 1000-level linear beta schedule.
     """
 
     def __init__(self, n_steps: int = 100, eta: float = 0.0, beta_min: float = 1e-4, beta_max: float = 0.02) -> None:
@@ -261,6 +285,19 @@ class AnnealedLangevin(_OUDiffusion):
     Exact law with the exact score on ``N(3 * 1, I_50)``, defaults otherwise: KL 0.0063 (eps = 2e-3),
     0.020 (1e-3), 0.074 (5e-4), 0.43 (2e-4); the remaining error is that annealing lag (the mean trails
     by 0.016 per coordinate); the step-size error is ~8x smaller in W2 (tests/test_diffusion_samplers.py).
+
+    Parameters
+    ----------
+    T : float, default 5.0
+        Noisiest level, in OU time.
+    t_min : float, default 1e-3
+        Least noisy level (the output approximates p_{t_min}).
+    n_levels : int, default 100
+        Geometric noise levels from T down to t_min.
+    steps_per_level : int, default 10
+        ULA steps at each level.
+    eps : float, default 2e-3
+        ULA step at the last level; a_i = eps sigma_i^2 / sigma_L^2.
     """
 
     def __init__(self, T: float = 5.0, t_min: float = 1e-3, n_levels: int = 100, steps_per_level: int = 10,

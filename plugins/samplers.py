@@ -33,7 +33,15 @@ def ula(score: ScoreEstimate, x0: Tensor, *, step_size: float, n_steps: int,
 
 
 class ULA:
-    """The unadjusted Langevin algorithm with a fixed step size (see :func:`ula`)."""
+    """The unadjusted Langevin algorithm with a fixed step size (see :func:`ula`).
+
+    Parameters
+    ----------
+    step_size : float, default 0.0025
+        The step h (the paper's Table 1 and Section 4 value).
+    n_steps : int, default 1000
+        Number of steps, each one score query at t = 0.
+    """
 
     family = "langevin"
 
