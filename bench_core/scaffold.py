@@ -151,14 +151,22 @@ _SUITES = {
                '[[metrics]]\nname = "{name}"\n'),
 }
 
-_TEST = '''"""The conformance kit on every component {name} registers (bench_core.testing)."""
+_TEST = '''"""The conformance kit on every component {name} registers (bench's pytest plugin)."""
 import {name}
-from bench_core.testing import check_plugin
 
 
-def test_every_component_conforms():
-    statuses = check_plugin({name})
-    assert statuses and all(status == "ok" for _, _, status in statuses), statuses
+def test_every_component_conforms(bench_plugin_check):
+    assert bench_plugin_check({name})  # protocol, shapes, determinism, lands on N(1, I) with the exact score
+
+
+def test_it_runs_in_a_suite(bench_tiny_suite, tmp_path):
+    from bench_core.plugin_manager import build_registry
+    from bench_core.session import run_suite
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(bench_tiny_suite("{kind}s", "{name}"))
+    registry = build_registry(extra=[{name}], entry_points=False)  # the module itself, installed or not
+    assert run_suite(suite, out=tmp_path / "out", registry=registry).exit_code == 0
 '''
 
 
@@ -187,7 +195,7 @@ def scaffold(kind: str, name: str, directory: Optional[str | Path] = None) -> Pa
         "README.md": (f"# {dist}\n\nA {kind} for bench, registered as `{name}`.\n\n```bash\npip install -e \".[test]\"\n"
                       f"python -m pytest           # the conformance kit on every component\nbench describe {name}\n"
                       f"bench run suites/example.toml\n```\n"),
-        f"tests/test_{name}.py": _TEST.format(name=name),
+        f"tests/test_{name}.py": _TEST.format(name=name, kind=kind),
         "suites/example.toml": (f'[suite]\nname = "{name}_example"\nseeds = [0, 1]\nn_samples = 1000\n'
                                 f'device = "cpu"\n\n' + _SUITES[kind].format(name=name)),
     }

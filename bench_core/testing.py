@@ -11,10 +11,11 @@ raises ``AssertionError`` otherwise, with a message "<kind> <Class>: <what is wr
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import numbers
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -374,3 +375,35 @@ def check_plugin(module: Any) -> list[tuple[str, str, str]]:
                                      f"with default params: {why}") from exc
         results.append((comp.kind, comp.name, status))
     return results
+
+
+def gaussian_problem(dim: int = 2, mean: float = 1.0, n_train: int = 200, seed: int = 0) -> tuple[Any, Any, TrainingData]:
+    """``(target, exact_score, data)``: N(mean * 1, I_dim), its exact score at every t, and ``n_train``
+    exact draws as the training set (the problem every check of this kit runs on)."""
+    from bench_plugins.scores import ExactScore
+    from bench_plugins.targets import GaussianTarget
+
+    target = GaussianTarget(dim, mean=mean, std=1.0)
+    train = target.sample(n_train, _gen(seed))
+    data = TrainingData(train, train, 1)
+    return target, ExactScore(target, data), data
+
+
+_TINY_ROLES = ("targets", "scores", "initializers", "samplers", "metrics")
+
+
+def tiny_suite(kind: str, name: str, params: Optional[dict] = None) -> str:
+    """TOML text of a small suite (2 seeds, 500 particles, d = 2) that uses component ``name`` of
+    ``kind`` ("targets", "scores", "initializers", "samplers", "metrics") with ``params`` (numbers,
+    strings, lists), and built-ins for the rest: gaussian N(1, I_2), the exact score, N(0, I) starts, ULA, mean_error."""
+    if kind not in _TINY_ROLES:
+        raise ValueError(f"kind must be one of {', '.join(_TINY_ROLES)}, got {kind!r}")
+    defaults = {"targets": ("gaussian", {"dim": 2, "mean": 1.0}), "scores": ("exact", {}),
+                "initializers": ("standard_normal", {}), "samplers": ("ula", {"step_size": 0.01, "n_steps": 300}),
+                "metrics": ("mean_error" if kind != "targets" else "energy", {})}
+    defaults[kind] = (name, params or {})
+    parts = ['[suite]\nname = "tiny"\nseeds = [0, 1]\nn_samples = 500\ndevice = "cpu"\n']
+    for table, (component, values) in defaults.items():
+        inline = ", ".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        parts.append(f'[[{table}]]\nname = "{component}"\n' + (f"params = {{ {inline} }}\n" if inline else ""))
+    return "\n".join(parts)
