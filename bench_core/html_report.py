@@ -183,9 +183,11 @@ def _trajectories(run: RunResults) -> str:
         title = component_label(target, tparams)
         parts.append(f"<h3>{_e(title)}</h3>")
         frame = block.assign(config=_config_labels(block), step=block["step"].astype(int))
+        x = "t" if run.info.get("checkpoints_t") else "step"  # time checkpoints: samplers line up in t
         for metric in _trajectory_metrics(list(dict.fromkeys(block["metric"])), run.info.get("rank_by")):
-            rows = frame[frame["metric"] == metric][["step", "value", "config"]]
-            parts.append(_figure(figures.trajectory_plot(rows, metric, title), f"{title}: {metric} against the step"))
+            rows = frame[frame["metric"] == metric][[x, "value", "config"]]
+            parts.append(_figure(figures.trajectory_plot(rows, metric, title, x),
+                                 f"{title}: {metric} against the {'step' if x == 'step' else 'time'}"))
     return "".join(parts)
 
 

@@ -28,7 +28,7 @@ from .suite_paths import suite_directory
 PRIOR = ComponentSpec("initializers", "prior", ())
 AXES = ("target", "score", "initializer", "sampler")
 # bench_core modules whose code changes the numbers a cell produces
-NUMERIC_CORE = ("runner.py", "seeding.py", "data.py", "plan.py", "cost.py")
+NUMERIC_CORE = ("runner.py", "seeding.py", "data.py", "plan.py", "cost.py", "time_checkpoints.py")
 #: metric prefixes the harness records for every cell (bench_core/cost.py), with their direction
 HARNESS_METRICS = {"nfe": False, "sampler": False}
 
@@ -244,7 +244,8 @@ class Plan:
         s = self.suite
         return {"n_samples": s.n_samples, "n_reference": s.n_reference, "dtype": s.dtype,
                 "device": self.device, "n_train": s.n_train, "duplicate": s.duplicate,
-                "checkpoints": s.checkpoints, "metrics": [m.key() for m in self.metric_specs]}
+                "checkpoints": s.checkpoints, "metrics": [m.key() for m in self.metric_specs],
+                **({"checkpoints_t": s.checkpoints_t} if s.checkpoints_t else {})}
 
     def _expand(self) -> list[Cell]:
         comps = self.suite.components

@@ -117,30 +117,34 @@ def tv_scatter(points: pd.DataFrame, title: str) -> str:
         return _png(fig)
 
 
-def trajectory_plot(frame: pd.DataFrame, metric: str, title: str) -> str:
-    """A metric against the sampler step, one line per configuration, the seed range as a band.
+def trajectory_plot(frame: pd.DataFrame, metric: str, title: str, x: str = "step") -> str:
+    """A metric against the sampler step (or time ``t``), one line per configuration, the seed range
+    as a band.
 
     Parameters
     ----------
-    frame : columns ``step``, ``value`` and ``config``; one row per (configuration, seed, step).
+    frame : columns ``x`` (``step`` or ``t``), ``value`` and ``config``; one row per (configuration,
+        seed, checkpoint).
     metric : the metric's name (y label).
     title : the figure title.
+    x : ``"step"``, or ``"t"`` for suites with time checkpoints (samplers with different step sizes
+        line up in time).
 
     Returns
     -------
-    The PNG image, base64-encoded. Steps spanning more than two decades get a symmetric-log
-    x axis, linear below the first positive step so that step 0 stays visible.
+    The PNG image, base64-encoded. An x range spanning more than two decades gets a symmetric-log
+    x axis, linear below the first positive value so that 0 stays visible.
     """
-    positive = frame["step"][frame["step"] > 0]
+    positive = frame[x][frame[x] > 0]
     with _figure(7.2, 3.2) as fig:
         ax = fig.subplots()
         # errorbar ("pi", 100): the band runs from the smallest to the largest seed (no bootstrap)
-        sns.lineplot(data=frame, x="step", y="value", hue="config", errorbar=("pi", 100), marker="o",
+        sns.lineplot(data=frame, x=x, y="value", hue="config", errorbar=("pi", 100), marker="o",
                      markersize=4, ax=ax)
         if len(positive) and positive.max() / positive.min() > LOG_SPAN:
             ax.set_xscale("symlog", linthresh=float(positive.min()))
-            ax.set_xlim(left=float(frame["step"].min()))  # the margin would reach into negative steps
-        ax.set_xlabel("step")
+            ax.set_xlim(left=float(frame[x].min()))  # the margin would reach into negative values
+        ax.set_xlabel("step" if x == "step" else "time t")
         ax.set_ylabel(metric)
         ax.set_title(title, fontsize=9)
         _legend_outside(ax, "score / initializer / sampler (band: min-max over seeds)")

@@ -27,6 +27,7 @@ from .protocols import MetricContext
 from .seeding import make_generator
 from .suite import ComponentSpec
 from .suite_paths import suite_directory
+from .time_checkpoints import TimeCheckpoints
 
 StepProgress = Callable[[int], None]
 
@@ -151,18 +152,30 @@ class CellRunner:
 
         counted = CountingScore(score)  # the sampler's evaluations are counted; the metrics' are not
 
-        def measure(x: Tensor, step: Optional[int], t: Optional[float]) -> None:
+        def measure(x: Tensor, step: Optional[int], t: Optional[float], cost: Optional[dict] = None) -> None:
             rows.extend(self._metrics(cell, metrics, x, ctx, step, t))
-            rows.extend(MetricRow(name, value, step=step, t=t) for name, value in counted.rows().items())
+            rows.extend(MetricRow(name, value, step=step, t=t) for name, value in (cost or counted.rows()).items())
 
-        if 0 in checkpoints:
-            measure(x0, 0, float(getattr(sampler, "T", 0.0)) if sampler.family == "diffusion" else 0.0)
+        start = float(getattr(sampler, "T", 0.0)) if sampler.family == "diffusion" else 0.0
+        in_time = TimeCheckpoints(self.suite.checkpoints_t, start, x0)
+        measured = set()
+        if in_time.at_start() or 0 in checkpoints:
+            measure(x0, 0, start)
+            measured.add(0)
+        cost_before = counted.rows()  # the cost at the previous step (a time checkpoint may land there)
 
         def callback(step: int, t: float, x: Tensor) -> None:
+            nonlocal cost_before
             if not bool(torch.isfinite(x).all()):
                 raise Diverged(f"non-finite particles at step {step} (t={t:g})")
+            due = in_time.advance(step, t, x) if in_time.pending else []
             if step in checkpoints:
-                measure(x, step, float(t))
+                due.append((step, float(t), x))
+            for at_step, at_t, state in due:
+                if at_step not in measured:
+                    measured.add(at_step)
+                    measure(state, at_step, at_t, None if at_step == step else cost_before)
+            cost_before = counted.rows()
             if progress is not None:
                 progress(step)
 

@@ -43,6 +43,9 @@ SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "dtype": (lambda v: v in ("float32", "float64"), "\"float32\" or \"float64\"", "float32"),
     "checkpoints": (lambda v: isinstance(v, list) and all(_is_int(s) and s >= 0 for s in v),
                     "a list of integers >= 0 (steps)", []),
+    "checkpoints_t": (lambda v: isinstance(v, list) and all(_is_number(s) and s >= 0 and s == s and s != float("inf")
+                                                             for s in v),
+                      "a list of finite numbers >= 0 (times: Langevin time k*h, a diffusion's OU time t)", []),
     "rank_by": (lambda v: isinstance(v, str) and v != "", "a metric name", None),
     "leaderboard_metrics": (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) and m for m in v),
                             "a non-empty list of metric names or prefixes (e.g. [\"tv_witness.lower\", "
@@ -133,6 +136,7 @@ class Suite:
     device: str
     dtype: str
     checkpoints: list[int]
+    checkpoints_t: list[float]
     n_train: int
     duplicate: int
     rank_by: Optional[str]
@@ -313,7 +317,8 @@ def parse_suite(path: str | Path) -> Suite:
                  seeds=list(settings["seeds"]), n_samples=settings["n_samples"],
                  n_reference=settings["n_reference"] or settings["n_samples"],
                  device=settings["device"], dtype=settings["dtype"],
-                 checkpoints=sorted(set(settings["checkpoints"])), n_train=data["n_train"],
+                 checkpoints=sorted(set(settings["checkpoints"])),
+                 checkpoints_t=sorted(set(float(t) for t in settings["checkpoints_t"])), n_train=data["n_train"],
                  duplicate=data["duplicate"], rank_by=settings["rank_by"], components=components,
                  claims=claims, exclusions=exclusions, leaderboard_metrics=settings["leaderboard_metrics"],
                  locator=loc)

@@ -163,3 +163,31 @@ def test_a_run_without_contrast_or_trajectory_still_renders(write_suite, tmp_pat
     assert not_done.count("<td>failed</td>") == 2  # the toy sampler's cell in each seed
     assert "RuntimeError: deliberate failure in toy sampler" in not_done
     assert render_html(load_results(tmp_path / "out")) == page
+
+
+def test_time_checkpoints_plot_against_t(write_suite, tmp_path):
+    from bench_core.session import run_suite
+
+    suite = write_suite("""
+        [suite]
+        name = "tplot"
+        seeds = [0, 1]
+        n_samples = 200
+        device = "cpu"
+        checkpoints_t = [0.0, 0.2, 0.4]
+
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2, mean = 1.0 }
+
+        [[samplers]]
+        name = "ula"
+        params = { n_steps = 50 }
+        grid = { step_size = [0.01, 0.02] }
+
+        [[metrics]]
+        name = "mean_error"
+    """)
+    run_suite(suite, out=tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "mean_error against the time" in html and "against the step" not in html

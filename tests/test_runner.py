@@ -248,3 +248,51 @@ def test_nfe_counts_the_samplers_score_evaluations_and_diagnostics_are_recorded(
     assert final.loc[("broken_diagnostics", "nfe.calls"), "value"] == 7
     steps = run.trajectory[run.trajectory.metric == "nfe.calls"].set_index(["sampler", "step"])["value"]
     assert steps[("talkative_ula", 0)] == 0 and steps[("talkative_ula", 5)] == 5
+
+
+def test_checkpoints_in_time_land_on_the_nearest_step_of_each_sampler(write_suite, tmp_path):
+    """ULA h = 0.03: t = 0.5 falls between steps 16 (0.48) and 17 (0.51): 17 is nearer. h = 0.01: step 50.
+    DDPM (100 levels, OU time decreasing from 5.4): t = 1.0 is recorded within one step of 1.0."""
+    suite = write_suite("""
+        [suite]
+        name = "tchk"
+        seeds = [0]
+        n_samples = 200
+        device = "cpu"
+        checkpoints_t = [0.0, 0.5, 1.0]
+
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2 }
+
+        [[samplers]]
+        name = "ula"
+        params = { n_steps = 60 }
+        grid = { step_size = [0.01, 0.03] }
+
+        [[samplers]]
+        name = "ddpm"
+        params = { n_steps = 100 }
+
+        [[metrics]]
+        name = "mean_error"
+    """)
+    run_suite(suite, out=tmp_path / "out")
+    traj = load_results(tmp_path / "out").trajectory
+    rows = traj[traj.metric == "mean_error"]
+    steps = {(r.sampler, r.sampler_params): sorted(zip(rows[(rows.sampler == r.sampler) & (
+        rows.sampler_params == r.sampler_params)].step, rows[(rows.sampler == r.sampler) & (
+        rows.sampler_params == r.sampler_params)].t)) for r in rows.itertuples()}
+    fine = steps[("ula", '{"n_steps":60,"step_size":0.01}')]
+    coarse = steps[("ula", '{"n_steps":60,"step_size":0.03}')]
+    assert [s for s, _ in fine] == [0, 50]  # t = 1.0 is past the horizon 0.6: not recorded
+    assert [s for s, _ in coarse] == [0, 17, 33]  # 0.51 (not 0.48) and 0.99 (not 1.02)
+    ddpm = steps[("ddpm", '{"n_steps":100}')]  # OU time runs down from 5.4 to 0
+    assert [round(t, 3) for _, t in ddpm] == [1.003, 0.493, 0.0], ddpm
+    # each is the nearest point of DDPM's grid of 100 levels: the neighbours are farther from 1.0 and 0.5
+    from bench_plugins.schedules import linear_beta_alpha_bars, ou_time
+    grid = [0.0] + [float(v) for v in ou_time(linear_beta_alpha_bars(100))]
+    for target_t, (_, t) in zip((1.0, 0.5, 0.0), ddpm):
+        assert abs(t - target_t) == pytest.approx(min(abs(g - target_t) for g in grid), abs=1e-8)  # csv: 10 digits
+    nfe = traj[(traj.metric == "nfe.calls") & (traj.sampler == "ula")].set_index(["sampler_params", "step"])["value"]
+    assert nfe[('{"n_steps":60,"step_size":0.03}', 17)] == 17 and nfe[('{"n_steps":60,"step_size":0.03}', 33)] == 33
