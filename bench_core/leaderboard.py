@@ -26,6 +26,9 @@ def component_label(name: str, params: str) -> str:
     return f"{name}({inner})" if inner else name
 
 
+NFE = "nfe.calls"
+
+
 def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[tuple[str, pd.DataFrame]]:
     """One table per target: rows are (score, initializer, sampler), columns metrics, ranked."""
     summary = run.summary
@@ -36,6 +39,8 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
     rank_by = rank_by or run.info.get("rank_by") or metrics[0]
     chosen = run.info.get("leaderboard_metrics")
     if chosen:  # [suite] leaderboard_metrics: names or prefixes ("score_error" keeps score_error.*)
+        if run.info.get("rank_at_equal_nfe"):
+            chosen = [*chosen, NFE]  # the groups must be visible
         metrics = [m for m in metrics if any(m == c or m.startswith(c + ".") for c in chosen)]
         summary = summary[summary["metric"].isin(metrics) | (summary["metric"] == rank_by)]
     tables = []
@@ -54,7 +59,12 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
         if f"_{rank_by}" in table:
             higher = directions.get(rank_by.split("(", 1)[0].split(".", 1)[0], False)
             table = table.sort_values(f"_{rank_by}", ascending=not higher, na_position="last", kind="stable")
-            table.insert(0, "rank", range(1, len(table) + 1))
+            if run.info.get("rank_at_equal_nfe") and f"_{NFE}" in table:
+                # samplers compete only with samplers that spent the same number of score evaluations
+                table = table.sort_values(f"_{NFE}", kind="stable")
+                table.insert(0, "rank", table.groupby(f"_{NFE}", dropna=False).cumcount().to_numpy() + 1)
+            else:
+                table.insert(0, "rank", range(1, len(table) + 1))
         columns = [c for c in table.columns if not c.startswith("_")]
         columns = [c for c in columns if c not in metrics] + [m for m in metrics if m in columns]
         tables.append((component_label(target, tparams), table[columns].reset_index(drop=True)))
@@ -77,7 +87,8 @@ def leaderboard_markdown(run: RunResults, rank_by: Optional[str] = None) -> str:
         metric = ranked or next((c for c in table.columns if c not in ("rank", "score", "initializer",
                                                                          "sampler", "seeds")), "")
         if "rank" in table:
-            lines += [f"Ranked by `{metric}`.", ""]
+            within = " within each number of score evaluations (`nfe.calls`)" if info.get("rank_at_equal_nfe") else ""
+            lines += [f"Ranked by `{metric}`{within}.", ""]
         lines += [table.to_markdown(index=False), ""]
     claims = info.get("claims", [])
     if claims:

@@ -79,7 +79,7 @@ def _info(plan: Plan, outcomes: list[ClaimOutcome]) -> dict[str, Any]:
     s = plan.suite
     return {"suite": s.name, "description": s.description, "suite_path": str(s.path),
             "rank_by": s.rank_by or (plan.metric_specs[0].name if plan.metric_specs else None),
-            "leaderboard_metrics": s.leaderboard_metrics,
+            "leaderboard_metrics": s.leaderboard_metrics, "rank_at_equal_nfe": s.rank_at_equal_nfe,
             "higher_is_better": plan.higher_is_better, "seeds": s.seeds, "n_samples": s.n_samples,
             "device": plan.device, "dtype": s.dtype, "checkpoints": s.checkpoints, "checkpoints_t": s.checkpoints_t,
             "written_at": datetime.datetime.now().isoformat(timespec="seconds"),

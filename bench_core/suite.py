@@ -47,6 +47,8 @@ SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
                                                              for s in v),
                       "a list of finite numbers >= 0 (times: Langevin time k*h, a diffusion's OU time t)", []),
     "rank_by": (lambda v: isinstance(v, str) and v != "", "a metric name", None),
+    "rank_at_equal_nfe": (lambda v: isinstance(v, bool), "true or false (rank samplers only against those with "
+                          "the same number of score evaluations)", False),
     "leaderboard_metrics": (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) and m for m in v),
                             "a non-empty list of metric names or prefixes (e.g. [\"tv_witness.lower\", "
                             "\"score_error\"])", None),
@@ -140,6 +142,7 @@ class Suite:
     n_train: int
     duplicate: int
     rank_by: Optional[str]
+    rank_at_equal_nfe: bool = False
     components: dict[str, list[ComponentSpec]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
@@ -319,6 +322,7 @@ def parse_suite(path: str | Path) -> Suite:
                  device=settings["device"], dtype=settings["dtype"],
                  checkpoints=sorted(set(settings["checkpoints"])),
                  checkpoints_t=sorted(set(float(t) for t in settings["checkpoints_t"])), n_train=data["n_train"],
-                 duplicate=data["duplicate"], rank_by=settings["rank_by"], components=components,
+                 duplicate=data["duplicate"], rank_by=settings["rank_by"],
+                 rank_at_equal_nfe=settings["rank_at_equal_nfe"], components=components,
                  claims=claims, exclusions=exclusions, leaderboard_metrics=settings["leaderboard_metrics"],
                  locator=loc)

@@ -174,3 +174,18 @@ def test_versus_is_validated_in_the_suite(write_suite):
         plan_suite(write_suite(base + 'compare = "ratio"\n'))
     with pytest.raises(SuiteError, match="select key 'samplr'"):
         plan_suite(write_suite(base + 'versus = { samplr = "ddpm" }\n'))
+
+
+def test_rank_at_equal_nfe_ranks_within_groups_of_equal_cost():
+    rows = []
+    for sampler, step, nfe, kl in (("ula", 0.01, 100, 0.3), ("ula", 0.02, 100, 0.1), ("ula", 0.05, 50, 0.5)):
+        rows += [(sampler, step, seed, "kl", kl, "done") for seed in range(2)]
+        rows += [(sampler, step, seed, "nfe.calls", nfe, "done") for seed in range(2)]
+    results = table(rows)
+    info = {"higher_is_better": {"kl": False, "nfe": False}, "rank_by": "kl", "rank_at_equal_nfe": True,
+            "leaderboard_metrics": ["kl"]}
+    _, ranked = leaderboard_tables(RunResults(results, pd.DataFrame(), info))[0]
+    assert list(ranked["sampler"]) == ["ula(step_size=0.05)", "ula(step_size=0.02)", "ula(step_size=0.01)"]
+    assert list(ranked["rank"]) == [1, 1, 2] and "nfe.calls" in ranked.columns
+    plain = leaderboard_tables(RunResults(results, pd.DataFrame(), {**info, "rank_at_equal_nfe": False}))[0][1]
+    assert list(plain["rank"]) == [1, 2, 3] and list(plain["sampler"])[0] == "ula(step_size=0.02)"
