@@ -111,6 +111,7 @@ class Sinkhorn:
     blur : float, default 0.01
         Entropic blur; ``epsilon = blur^p``.
     n : int, default 500
+        Produced points compared with as many reference points (the paper: 500 vs 500).
     scaling : float, default 0.9
         geomloss's epsilon-scaling ratio (closer to 1: more iterations, more accurate).
     """
@@ -161,6 +162,7 @@ class Energy:
     Parameters
     ----------
     n : int, default 2000
+        Produced points compared with as many reference points.
     """
 
     higher_is_better = False

@@ -24,7 +24,13 @@ class LocalExecutor:
 
 
 class ProcessExecutor:
-    """Runs cells in ``workers`` spawned processes; each worker loads plugins once."""
+    """Runs cells in ``workers`` spawned processes; each worker loads plugins once.
+
+    Parameters
+    ----------
+    workers : int, default 2
+        Worker processes (``bench run --workers``).
+    """
 
     def __init__(self, workers: int = 2) -> None:
         if workers < 1:

@@ -33,7 +33,13 @@ class StandardNormal:
 
 
 class Fresh:
-    """``distinct`` fresh exact draws from the target (not the training set), each repeated."""
+    """``distinct`` fresh exact draws from the target (not the training set), each repeated.
+
+    Parameters
+    ----------
+    distinct : int, default 30
+        Number of distinct starting points (the paper: 30), each repeated to fill the particles.
+    """
 
     def __init__(self, distinct: int = 30) -> None:
         self.distinct = positive_int("distinct", distinct)
@@ -43,7 +49,13 @@ class Fresh:
 
 
 class Train:
-    """``distinct`` of the distinct training points (chosen without replacement), each repeated."""
+    """``distinct`` of the distinct training points (chosen without replacement), each repeated.
+
+    Parameters
+    ----------
+    distinct : int, default 30
+        Number of training points started from (the paper: 30), each repeated to fill the particles.
+    """
 
     def __init__(self, distinct: int = 30) -> None:
         self.distinct = positive_int("distinct", distinct)
@@ -58,7 +70,13 @@ class Train:
 
 
 class Point:
-    """Every particle starts at ``x`` (a scalar a means a * ones(d), or a list of length d)."""
+    """Every particle starts at ``x`` (a scalar a means a * ones(d), or a list of length d).
+
+    Parameters
+    ----------
+    x : float or list of float, default 0.0
+        The starting point.
+    """
 
     def __init__(self, x: Any = 0.0) -> None:
         self.x = x

@@ -124,8 +124,12 @@ class NoisyScore(TimeIndexed):
         Unused.
     eps : float
         L2(pi) size of the perturbation, >= 0 (default 0.1).
-    n_features, bandwidth, seed
-        ``m`` (default 64), the length scale of F (default 1) and the seed (default 0).
+    n_features : int
+        ``m``, the number of random Fourier features of F (default 64).
+    bandwidth : float
+        The length scale of F (default 1).
+    seed : int
+        Seed of the random features (default 0).
     schedule : {"naive", "admissible"}
         Default "naive" (perturbed at every t); "admissible" keeps the perturbation only below
         the Monte Carlo cutoff of :mod:`trap_schedule` for ``budget``.

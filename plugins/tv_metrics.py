@@ -260,11 +260,15 @@ class TVClassifier:
     Parameters
     ----------
     hidden : int, default 64
+        Width of the classifier's hidden layers.
     epochs : int, default 200
+        Full-batch training epochs of the classifier.
     lr : float, default 1e-2
+        Its Adam learning rate.
     max_n : int, default 4000
         Cap on the points used from each set.
     confidence : float, default 0.95
+        Level of the one-sided lower bound on the held-out accuracy.
     """
 
     higher_is_better = True

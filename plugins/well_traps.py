@@ -158,6 +158,7 @@ class BallTrap(Wells):
     center : float or list of float
         ``c``; a scalar ``a`` means ``a * ones(d)`` (default 0).
     schedule : {"admissible", "naive"}
+        Time-t forms for diffusion samplers (:mod:`trap_schedule`); at t = 0 both are the trap.
     budget : float
         Error budget of the admissible schedule (default 1e-3).
     """
@@ -200,8 +201,10 @@ class MemorizedScore(Wells):
         Stiffness ``1 / nu_0`` (default 32; ULA is stable for ``h lam < 2``).
     radius : float
         ``r = radius * sqrt(d)`` (default 0.25, the paper's ``sqrt(d) / 4``).
-    schedule, budget
-        As for :class:`BallTrap`.
+    schedule : {"admissible", "naive"}
+        Time-t forms for diffusion samplers, as for :class:`BallTrap`.
+    budget : float
+        Error budget of the admissible schedule (default 1e-3).
 
     Notes
     -----
