@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -39,6 +39,13 @@ def vector(name: str, value: Any, dim: int, *, positive: bool = False) -> torch.
     if positive and (out <= 0).any():
         raise ValueError(f"parameter '{name}' must be > 0, got {value!r}")
     return out
+
+
+def choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` when it is one of ``choices``, or raise ValueError naming ``name``."""
+    if value not in choices:
+        raise ValueError(f"parameter '{name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def nonnegative_float(name: str, value: Any) -> float:

@@ -19,7 +19,7 @@ from torch import Tensor
 from bench_core import hookimpl
 from bench_core.protocols import ScoreEstimate, StepCallback
 
-from ._params import nonnegative_float, positive_float, positive_int
+from ._params import choice, nonnegative_float, positive_float, positive_int
 from .schedules import (GRID_KINDS, REFERENCE_LEVELS, evenly_spaced_levels, linear_beta_alpha_bars, ou_coefficients,
                         ou_time, time_grid)
 
@@ -154,12 +154,6 @@ class _OUDiffusion:
         return ou_coefficients(t)
 
 
-def _choice(name: str, value: object, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"parameter '{name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
 def _check_betas(beta_min: object, beta_max: object) -> tuple[float, float]:
     low, high = positive_float("beta_min", beta_min), positive_float("beta_max", beta_max)
     if high >= 1.0:
@@ -198,10 +192,10 @@ class DDPM(_OUDiffusion):
 
     def __init__(self, discretization: str = "ancestral", n_steps: int = 1000, beta_min: float = 1e-4,
                  beta_max: float = 0.02, T: float = 10.0, t_min: float = 1e-3, grid: str = "geometric") -> None:
-        self.discretization = _choice("discretization", discretization, DISCRETIZATIONS)
+        self.discretization = choice("discretization", discretization, DISCRETIZATIONS)
         self.n_steps = positive_int("n_steps", n_steps)
         self.beta_min, self.beta_max = _check_betas(beta_min, beta_max)
-        self.grid = _choice("grid", grid, GRID_KINDS)
+        self.grid = choice("grid", grid, GRID_KINDS)
         self.t_min = positive_float("t_min", t_min)
         horizon = positive_float("T", T)
         if not self.t_min < horizon:

@@ -20,7 +20,7 @@ from bench_core import hookimpl
 from bench_core.protocols import Target, TrainingData
 from bench_core.suite_paths import resolve_suite_path
 
-from ._params import nonnegative_float
+from ._params import choice, nonnegative_float
 from .schedules import level_times, nearest_level
 
 OUTPUTS = ("eps", "score")
@@ -143,12 +143,6 @@ def load_weights(module: nn.Module, weights: Any) -> None:
         raise ValueError(f"parameter 'weights': '{path}' does not match the module: {summary[:300]}") from None
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"parameter '{name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def make_network_score(target: Target, data: TrainingData, *, model: str, output: str, time: str,
                        kwargs: Optional[dict] = None, weights: Optional[str] = None,
                        t0: Optional[float] = None) -> ModelScore:
@@ -170,8 +164,8 @@ def make_network_score(target: Target, data: TrainingData, *, model: str, output
         Time read at ``t = 0``; default 0 for ``output = "score"`` and the time of DDPM level 10
         (0.000948) for ``"eps"``.
     """
-    output = _choice("output", output, OUTPUTS)
-    time = _choice("time", time, TIME_INPUTS)
+    output = choice("output", output, OUTPUTS)
+    time = choice("time", time, TIME_INPUTS)
     t0 = nonnegative_float("t0", LEVEL_10_TIME if t0 is None and output == "eps" else (t0 or 0.0))
     if output == "eps" and t0 == 0:
         raise ValueError("parameter 't0' must be > 0 for output = \"eps\": the noise scale sigma_0 is 0")
