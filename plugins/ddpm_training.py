@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from bench_core.artifact_cache import CacheEntry
+from bench_core.runner import numeric_context
 from bench_core.seeding import derive_seed
 
 from .eps_mlp import EpsMLP
@@ -132,15 +133,11 @@ def snapshot_name(epochs: int) -> str:
 
 @contextlib.contextmanager
 def _training_numerics() -> Iterator[None]:
-    """One intra-op thread (bit-identical weights on CPU whatever the machine's core count); the
+    """The cells' numeric context in float32 (one intra-op thread: bit-identical weights on CPU
+    whatever the core count; float32 parameters even when a float64 cell trains lazily), with the
     global RNG untouched (parameter init draws from it under a fixed seed)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    with numeric_context(torch.float32), torch.random.fork_rng(devices=[]):
+        yield
 
 
 @dataclass

@@ -287,3 +287,14 @@ def test_training_randomness_does_not_depend_on_the_code_hash(tmp_path, monkeypa
     after.training_job().run()
     w0, w1 = (torch.load(s.snapshot / "weights.pt", weights_only=True) for s in (before, after))
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_lazy_training_inside_a_float64_cell_trains_float32_weights(tmp_path, monkeypatch, float64):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    target, data = training_data()
+    score = DDPMMLPScore(target, data, width=8, epochs=3)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    out = score(x, 0.0)  # trains here, under the cell's float64 default dtype
+    assert out.dtype == torch.float64
+    weights = torch.load(score.snapshot / "weights.pt", weights_only=True)
+    assert all(w.dtype == torch.float32 for w in weights.values())
