@@ -20,12 +20,14 @@ Registered with bench through the entry point in pyproject.toml; see `bench desc
 """
 {imports}
 from bench_core import hookimpl
-
+{bench_imports}
 
 '''
 
 _IMPORTS = {"sampler": "import math\n\nimport torch\n", "score": "import math\n",
             "target": "import math\n\nimport torch\n", "metric": ""}
+_PARAMS_IMPORTS = {"sampler": "from bench_core.params import positive_float, positive_int\n",
+                   "target": "from bench_core.params import positive_int\n"}
 _BODIES = {
     "sampler": '''
 class {cls}:
@@ -42,11 +44,9 @@ class {cls}:
     family = "langevin"  # "diffusion": start from N(0, I) at your horizon and ignore the initializer
 
     def __init__(self, step_size: float = 0.01, n_steps: int = 500) -> None:
-        if not (isinstance(step_size, (int, float)) and step_size > 0):
-            raise ValueError(f"parameter 'step_size' must be > 0, got {{step_size!r}}")
-        if not (isinstance(n_steps, int) and n_steps >= 1):
-            raise ValueError(f"parameter 'n_steps' must be an integer >= 1, got {{n_steps!r}}")
-        self.step_size, self.n_steps = float(step_size), n_steps
+        # bench_core.params raises ValueError naming the parameter; bench check shows it with file and line
+        self.step_size = positive_float("step_size", step_size)
+        self.n_steps = positive_int("n_steps", n_steps)
 
     def sample(self, score, x0, *, generator, callback=None):
         x, h = x0.clone(), self.step_size  # never modify x0
@@ -100,9 +100,7 @@ class {cls}:
     """
 
     def __init__(self, dim: int = 2, mean: float = 1.0) -> None:
-        if not (isinstance(dim, int) and dim >= 1):
-            raise ValueError(f"parameter 'dim' must be an integer >= 1, got {{dim!r}}")
-        self.dim, self.mean = dim, float(mean)
+        self.dim, self.mean = positive_int("dim", dim), float(mean)
 
     def sample(self, n, generator):
         return self.mean + torch.randn(n, self.dim, generator=generator, dtype=torch.get_default_dtype())
@@ -184,7 +182,8 @@ def scaffold(kind: str, name: str, directory: Optional[str | Path] = None) -> Pa
     dist = name.replace("_", "-")
     title = f"{name}: a bench {kind} plugin."
     files = {
-        f"{name}.py": (_HEADER.format(title=title, name=name, imports=_IMPORTS[kind])
+        f"{name}.py": (_HEADER.format(title=title, name=name, imports=_IMPORTS[kind],
+                                  bench_imports=_PARAMS_IMPORTS.get(kind, ""))
                        + _BODIES[kind].format(name=name, cls=cls).lstrip("\n")),
         "pyproject.toml": (f'[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
                            f'[project]\nname = "{dist}"\nversion = "0.1.0"\ndescription = "{title}"\n'

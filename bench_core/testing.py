@@ -216,8 +216,8 @@ def check_sampler(sampler: Any, *, dim: int = 2, n: int = 4000, seed: int = 0,
     margins are 0.079 (mean) and 0.056 (std), so a correct sampler fails a coordinate with
     probability ~ 2 dim * 3e-7.
     """
-    from bench_plugins.scores import ExactScore
-    from bench_plugins.targets import GaussianTarget
+    from bench_plugins.scores.exact import ExactScore
+    from bench_plugins.targets.gaussian import GaussianTarget
 
     who = _conform("samplers", "Sampler", sampler, "set family = 'langevin' or 'diffusion' and define "
                    "sample(score, x0, *, generator, callback)")
@@ -255,9 +255,9 @@ def check_sampler(sampler: Any, *, dim: int = 2, n: int = 4000, seed: int = 0,
 
 
 def _metric_inputs(dim: int, n: int, seed: int) -> tuple[Tensor, MetricContext]:
-    from bench_plugins.samplers import ULA
-    from bench_plugins.scores import ExactScore
-    from bench_plugins.targets import GaussianTarget
+    from bench_plugins.samplers.langevin import ULA
+    from bench_plugins.scores.exact import ExactScore
+    from bench_plugins.targets.gaussian import GaussianTarget
 
     target = GaussianTarget(dim, mean=1.0, std=1.0)
     train = target.sample(n, _gen(seed + 2))
@@ -324,7 +324,7 @@ def check_plugin(module: Any) -> list[tuple[str, str, str]]:
         When the plugin registers nothing (naming functions that lack ``@hookimpl``), or a component
         fails its check (or its factory raises with default params).
     """
-    from bench_plugins.targets import GaussianTarget
+    from bench_plugins.targets.gaussian import GaussianTarget
 
     from .plugin_manager import build_registry
 
@@ -374,8 +374,8 @@ def check_plugin(module: Any) -> list[tuple[str, str, str]]:
 def gaussian_problem(dim: int = 2, mean: float = 1.0, n_train: int = 200, seed: int = 0) -> tuple[Any, Any, TrainingData]:
     """``(target, exact_score, data)``: N(mean * 1, I_dim), its exact score at every t, and ``n_train``
     exact draws as the training set (the problem every check of this kit runs on)."""
-    from bench_plugins.scores import ExactScore
-    from bench_plugins.targets import GaussianTarget
+    from bench_plugins.scores.exact import ExactScore
+    from bench_plugins.targets.gaussian import GaussianTarget
 
     target = GaussianTarget(dim, mean=mean, std=1.0)
     train = target.sample(n_train, _gen(seed))

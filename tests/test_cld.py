@@ -1,4 +1,4 @@
-"""Critically damped Langevin diffusion (plugins/cld.py): closed forms, exact marginals, sampler.
+"""Critically damped Langevin diffusion (plugins/samplers/cld.py): closed forms, exact marginals, sampler.
 
 Per coordinate the forward process is ``z' = A z + sqrt(D) B'`` with ``A = [[0, 1], [-1, -2]]``,
 ``D = diag(0, 4)``; its transition from a fixed ``z`` is ``N(e^{tA} z, I - e^{tA} e^{tA}^T)``
@@ -18,12 +18,12 @@ from scipy.linalg import expm
 from scipy.stats import multivariate_normal
 
 from bench_core.errors import SkipCell
-from bench_plugins.cld import (CLD, cld_marginal, cld_step_integrals, cld_transition, cld_x_coefficients,
+from bench_plugins.samplers.cld import (CLD, cld_marginal, cld_step_integrals, cld_transition, cld_x_coefficients,
                                mixture_phase_log_prob, mixture_velocity_score, register_samplers)
-from bench_plugins.metrics import gaussian_fit_kl
-from bench_plugins.scores import ExactScore
-from bench_plugins.schedules import time_grid
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.metrics.moments import gaussian_fit_kl
+from bench_plugins.samplers.schedules import time_grid
+from bench_plugins.scores.exact import ExactScore
+from bench_plugins.targets.gaussian import GaussianTarget
 
 F64 = torch.float64
 A = torch.tensor([[0.0, 1.0], [-1.0, -2.0]], dtype=F64)

@@ -17,12 +17,12 @@ from bench_core.artifact_cache import CacheEntry
 from bench_core.data import make_training_data
 from bench_core.session import run_suite
 from bench_core.suite import ComponentSpec
-from bench_plugins import ddpm_training
-from bench_plugins.ddpm_mlp import DDPMMLPScore
-from bench_plugins.ddpm_training import snapshot_name
-from bench_plugins.network_score import make_network_score
-from bench_plugins.schedules import level_times
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.scores.learned import ddpm_training
+from bench_plugins.samplers.schedules import level_times
+from bench_plugins.scores.learned.ddpm_mlp import DDPMMLPScore
+from bench_plugins.scores.learned.ddpm_training import snapshot_name
+from bench_plugins.scores.learned.network import make_network_score
+from bench_plugins.targets.gaussian import GaussianTarget
 
 REPO = Path(__file__).parents[1]
 
@@ -87,7 +87,7 @@ def test_training_is_bit_identical_and_a_resumed_run_equals_an_uninterrupted_one
     assert list(curve.epoch) == list(range(1, 61))
     assert curve.equals(pd.read_csv(resumed.entry.snapshot_path(snapshot_name(60)) / "loss.csv"))
     model = json.loads((straight.entry.snapshot_path(snapshot_name(60)) / "model.json").read_text())
-    assert model["model"] == "bench_plugins.eps_mlp:EpsMLP" and model["epochs"] == 60
+    assert model["model"] == "bench_plugins.scores.learned.eps_mlp:EpsMLP" and model["epochs"] == 60
 
 
 def test_a_killed_writer_never_leaves_a_finished_snapshot(tmp_path):

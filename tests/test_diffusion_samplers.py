@@ -1,4 +1,4 @@
-"""Diffusion samplers (plugins/diffusion_samplers.py) and their schedules (plugins/schedules.py).
+"""Diffusion samplers (plugins/samplers/ddpm.py, ddim.py, annealed_langevin.py) and their schedules (plugins/samplers/schedules.py).
 
 Three kinds of checks:
 
@@ -22,12 +22,16 @@ import pytest
 import torch
 from scipy.special import digamma
 
-from bench_plugins.diffusion_samplers import (DDIM, DDPM, AnnealedLangevin, annealed_langevin, ddim, ddpm_ancestral,
-                                              ou_exponential_integrator, register_samplers)
-from bench_plugins.metrics import gaussian_fit_kl
-from bench_plugins.schedules import (evenly_spaced_levels, linear_beta_alpha_bars, linear_betas, ou_alpha_bar,
-                                     ou_coefficients, ou_time, time_grid)
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.metrics.moments import gaussian_fit_kl
+from bench_plugins.samplers import annealed_langevin as annealed_module
+from bench_plugins.samplers import ddim as ddim_module
+from bench_plugins.samplers import ddpm as ddpm_module
+from bench_plugins.samplers.annealed_langevin import AnnealedLangevin, annealed_langevin
+from bench_plugins.samplers.ddim import DDIM, ddim
+from bench_plugins.samplers.ddpm import DDPM, ddpm_ancestral, ou_exponential_integrator
+from bench_plugins.samplers.schedules import (evenly_spaced_levels, linear_beta_alpha_bars, linear_betas, ou_alpha_bar,
+                                              ou_coefficients, ou_time, time_grid)
+from bench_plugins.targets.gaussian import GaussianTarget
 
 M_2D = torch.tensor([1.0, -2.0], dtype=torch.float64)
 S_2D = torch.tensor([0.5, 2.0], dtype=torch.float64)
@@ -270,7 +274,8 @@ def test_schedule_validation_names_the_parameter():
 
 def test_registration():
     registered = {}
-    register_samplers(lambda name, factory, description="": registered.update({name: factory}))
+    for module in (ddpm_module, ddim_module, annealed_module):
+        module.register_samplers(lambda name, factory, description="": registered.update({name: factory}))
     assert registered == {"ddpm": DDPM, "ddim": DDIM, "annealed_langevin": AnnealedLangevin}
 
 

@@ -1,4 +1,4 @@
-"""sinkhorn, energy, radius, nearest_train (plugins/distance_metrics.py): exact identities,
+"""sinkhorn, energy, radius, nearest_train (plugins/metrics/distances.py): exact identities,
 closed-form expectations within sampling error, edge cases.
 
 Tolerances are "5 standard errors" (two-sided false-alarm probability 5.7e-7 under a normal
@@ -16,10 +16,10 @@ from scipy.stats import chi, norm
 
 from bench_core.errors import SkipMetric
 from bench_core.protocols import MetricContext, TrainingData
-from bench_plugins import distance_metrics
-from bench_plugins.distance_metrics import (Energy, NearestTrain, Radius, Sinkhorn, energy_distance,
+from bench_plugins.metrics import distances as distance_metrics
+from bench_plugins.metrics.distances import (Energy, NearestTrain, Radius, Sinkhorn, energy_distance,
                                             nearest_distance, sinkhorn_divergence)
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.targets.gaussian import GaussianTarget
 
 F64 = torch.float64
 

@@ -13,10 +13,10 @@ import torch
 
 from bench_core.errors import SkipMetric
 from bench_core.protocols import MetricContext, TrainingData
-from bench_plugins.metrics import GaussianKL, gaussian_fit_kl
-from bench_plugins.samplers import ULA
-from bench_plugins.scores import ExactScore
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.metrics.moments import GaussianKL, gaussian_fit_kl
+from bench_plugins.samplers.langevin import ULA
+from bench_plugins.scores.exact import ExactScore
+from bench_plugins.targets.gaussian import GaussianTarget
 
 F64 = torch.float64
 

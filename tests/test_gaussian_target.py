@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.targets.gaussian import GaussianTarget
 
 TIMES = [0.0, 0.05, 0.5, 2.0, 30.0]  # includes t = 0 (the data) and a large t (p_t ~ N(0, I))
 MEAN = [1.0, -2.0, 0.5]

@@ -1,4 +1,4 @@
-"""GMMTarget (plugins/gmm.py): parameters, exact samples, OU-marginal density, score, posteriors.
+"""GMMTarget (plugins/targets/gmm.py): parameters, exact samples, OU-marginal density, score, posteriors.
 
 The target is pi = sum_j w_j N(m_j, s_j^2 I_d); its forward OU marginal p_t is the mixture with
 the same weights, means e^{-t} m_j and variances v_j(t) = e^{-2t} s_j^2 + 1 - e^{-2t}
@@ -24,9 +24,9 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
-from bench_plugins import gmm
-from bench_plugins.gmm import GMMTarget, mixture_log_prob, mixture_posterior, mixture_score
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.targets import gmm
+from bench_plugins.targets.gaussian import GaussianTarget
+from bench_plugins.targets.gmm import GMMTarget, mixture_log_prob, mixture_posterior, mixture_score
 
 F64 = torch.float64
 TIMES = [0.0, 0.1, 1.0, 5.0]

@@ -6,8 +6,8 @@ import torch
 
 from bench_core.protocols import TrainingData
 from bench_core.testing import check_initializer
-from bench_plugins.initializers import Fresh, Point, StandardNormal, Train
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.initializers.starts import Fresh, Point, StandardNormal, Train
+from bench_plugins.targets.gaussian import GaussianTarget
 
 TARGET = GaussianTarget(4, mean=2.0)
 

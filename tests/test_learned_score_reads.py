@@ -9,10 +9,10 @@ import torch
 from bench_core.errors import SuiteError
 from bench_core.protocols import TrainingData
 from bench_core.session import plan_suite, run_suite
-from bench_plugins.empirical_score import EmpiricalScore, empirical_score
-from bench_plugins.network_score import LEVEL_10_TIME, ModelScore
-from bench_plugins.schedules import level_times
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.samplers.schedules import level_times
+from bench_plugins.scores.learned.empirical import EmpiricalScore, empirical_score
+from bench_plugins.scores.learned.network import LEVEL_10_TIME, ModelScore
+from bench_plugins.targets.gaussian import GaussianTarget
 from gaussian_eps_net import GaussianEps
 
 F64 = torch.float64
@@ -185,7 +185,7 @@ def test_network_gives_the_exact_scores_results(write_suite, tmp_path):
 
 
 def test_network_runs_in_the_suites_dtype(float64):
-    from bench_plugins.network_score import make_network_score
+    from bench_plugins.scores.learned.network import make_network_score
 
     data = TrainingData(train=torch.zeros(4, 3), distinct=torch.zeros(4, 3))
     score = make_network_score(GaussianTarget(3), data, model="gaussian_eps_net:GaussianEps", kwargs={"dim": 3},

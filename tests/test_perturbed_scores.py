@@ -12,11 +12,14 @@ import pytest
 import torch
 
 from bench_core.protocols import TrainingData
-from bench_plugins import perturbed_scores, well_traps
-from bench_plugins.perturbed_scores import ConeTrap, NoisyScore
-from bench_plugins.well_traps import BallTrap, MemorizedScore
-from bench_plugins.smooth_step import SMOOTH_STEP_LIPSCHITZ as LIP
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.scores import noisy as noisy_module
+from bench_plugins.scores.noisy import NoisyScore
+from bench_plugins.scores.traps import cone as cone_module
+from bench_plugins.scores.traps import wells as wells_module
+from bench_plugins.scores.traps.cone import ConeTrap
+from bench_plugins.scores.traps.smooth_step import SMOOTH_STEP_LIPSCHITZ as LIP
+from bench_plugins.scores.traps.wells import BallTrap, MemorizedScore
+from bench_plugins.targets.gaussian import GaussianTarget
 from reference_formulas import phi_ref
 
 F64 = torch.float64
@@ -330,7 +333,7 @@ def build_all(target: GaussianTarget, data: TrainingData) -> dict:
 
 def test_registration():
     seen = {}
-    for module in (perturbed_scores, well_traps):
+    for module in (cone_module, noisy_module, wells_module):
         module.register_scores(register=lambda name, factory, *, description="": seen.update(
             {name: (factory, description)}))
     assert {k: v[0] for k, v in seen.items()} == {"ball_trap": BallTrap, "memorized": MemorizedScore,

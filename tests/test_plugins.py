@@ -100,7 +100,7 @@ def test_installed_plugin_is_listed_and_runs_in_a_suite(plugin_root, write_suite
     assert result.returncode == 0, result.stderr
     line = next(l for l in result.stdout.splitlines() if l.startswith("bench-toyplug"))
     assert "1.2.3" in line and "sampler half_ula" in line and "entry point of bench-toyplug" in line
-    assert "bench_plugins.samplers" in result.stdout  # built-ins are listed the same way
+    assert "bench_plugins.samplers.langevin" in result.stdout  # built-ins are listed the same way
     suite = write_suite(textwrap.dedent("""
         [suite]
         name = "ep"
@@ -144,7 +144,7 @@ def test_bench_plugins_env_restricts_entry_points(plugin_root):
     ("import no_such_module_anywhere\n", ["plugin 'bench-broken'", "failed to load", "ModuleNotFoundError",
                                           "BENCH_PLUGINS"]),
     (GOOD_PLUGIN.replace('"half_ula"', '"ula"'), ["plugin 'bench-broken' registers sampler 'ula'",
-                                                  "already registered by plugin 'bench_plugins.samplers'"]),
+                                                  "already registered by plugin 'bench_plugins.samplers.langevin'"]),
 ])
 def test_broken_installed_plugin_degrades_with_one_clean_warning(tmp_path, source, needles, write_suite):
     """A broken plugin is left out whole: one warning line on every command, listed as broken by
@@ -225,7 +225,7 @@ def test_components_describe_themselves(capsys):
 
     assert main(["describe", "ddpm_mlp"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ddpm_mlp (score, plugin bench_plugins.ddpm_mlp): ")
+    assert out.startswith("ddpm_mlp (score, plugin bench_plugins.scores.learned.ddpm_mlp): ")
     assert "    levels (int) = 100: Train on levels 1..levels (the paper: the lowest 100)" in out
     assert "    epochs (int) = 150000: " in out
     assert main(["describe", "ula"]) == 0

@@ -189,7 +189,7 @@ def test_nfe_counts_the_samplers_score_evaluations_and_diagnostics_are_recorded(
 
     from bench_core import hookimpl
     from bench_core.plugin_manager import build_registry
-    from bench_plugins.samplers import ULA
+    from bench_plugins.samplers.langevin import ULA
 
     class TalkativeULA(ULA):
         def diagnostics(self):
@@ -290,7 +290,7 @@ def test_checkpoints_in_time_land_on_the_nearest_step_of_each_sampler(write_suit
     ddpm = steps[("ddpm", '{"n_steps":100}')]  # OU time runs down from 5.4 to 0
     assert [round(t, 3) for _, t in ddpm] == [1.003, 0.493, 0.0], ddpm
     # each is the nearest point of DDPM's grid of 100 levels: the neighbours are farther from 1.0 and 0.5
-    from bench_plugins.schedules import linear_beta_alpha_bars, ou_time
+    from bench_plugins.samplers.schedules import linear_beta_alpha_bars, ou_time
     grid = [0.0] + [float(v) for v in ou_time(linear_beta_alpha_bars(100))]
     for target_t, (_, t) in zip((1.0, 0.5, 0.0), ddpm):
         assert abs(t - target_t) == pytest.approx(min(abs(g - target_t) for g in grid), abs=1e-8)  # csv: 10 digits

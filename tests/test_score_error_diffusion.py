@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from bench_core.protocols import MetricContext, TrainingData
-from bench_plugins.cld import CLD
-from bench_plugins.diffusion_samplers import DDPM
-from bench_plugins.perturbed_scores import NoisyScore
-from bench_plugins.samplers import ULA
-from bench_plugins.score_error import ScoreError, time_blocks
-from bench_plugins.scores import ExactScore
-from bench_plugins.targets import GaussianTarget
-from bench_plugins.well_traps import BallTrap
+from bench_plugins.metrics.score_error import ScoreError, time_blocks
+from bench_plugins.samplers.cld import CLD
+from bench_plugins.samplers.ddpm import DDPM
+from bench_plugins.samplers.langevin import ULA
+from bench_plugins.scores.exact import ExactScore
+from bench_plugins.scores.noisy import NoisyScore
+from bench_plugins.scores.traps.wells import BallTrap
+from bench_plugins.targets.gaussian import GaussianTarget
 
 F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread", "float64")

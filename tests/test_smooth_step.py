@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
-from bench_plugins.smooth_step import SMOOTH_STEP_LIPSCHITZ, smooth_step, smooth_step_grad
+from bench_plugins.scores.traps.smooth_step import SMOOTH_STEP_LIPSCHITZ, smooth_step, smooth_step_grad
 
 DTYPES = (torch.float32, torch.float64)
 

@@ -13,11 +13,11 @@ from bench_core.errors import PluginError
 from bench_core.protocols import TrainingData
 from bench_core.testing import (check_initializer, check_metric, check_plugin, check_sampler,
                                 check_score, check_target)
-from bench_plugins.initializers import StandardNormal
-from bench_plugins.metrics import GaussianKL, MeanError
-from bench_plugins.samplers import ULA
-from bench_plugins.scores import ExactScore
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.initializers.starts import StandardNormal
+from bench_plugins.metrics.moments import GaussianKL, MeanError
+from bench_plugins.samplers.langevin import ULA
+from bench_plugins.scores.exact import ExactScore
+from bench_plugins.targets.gaussian import GaussianTarget
 
 
 def _load_toys():

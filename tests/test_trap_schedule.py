@@ -1,4 +1,4 @@
-"""Time-indexed forms of the perturbed estimates (plugins/trap_schedule.py, plugins/well_traps.py).
+"""Time-indexed forms of the perturbed estimates (plugins/scores/time_forms.py, plugins/scores/traps/wells.py).
 
 The admissible cutoff is checked against its definition: the first t at which the error bound of
 the naive form, ``err(t) >= E_{p_t}||s_hat_t - s_t||^2``, exceeds the budget. The bound is recomputed
@@ -14,11 +14,12 @@ import torch
 from scipy.stats import ncx2
 
 from bench_core.protocols import TrainingData
-from bench_plugins.gmm import GMMTarget
-from bench_plugins.perturbed_scores import ConeTrap, NoisyScore
-from bench_plugins.targets import GaussianTarget
-from bench_plugins.trap_schedule import first_crossing
-from bench_plugins.well_traps import BallTrap, MemorizedScore
+from bench_plugins.scores.noisy import NoisyScore
+from bench_plugins.scores.time_forms import first_crossing
+from bench_plugins.scores.traps.cone import ConeTrap
+from bench_plugins.scores.traps.wells import BallTrap, MemorizedScore
+from bench_plugins.targets.gaussian import GaussianTarget
+from bench_plugins.targets.gmm import GMMTarget
 from reference_formulas import phi_ref
 
 F64 = torch.float64

@@ -1,4 +1,4 @@
-"""score_error, tv_witness, tv_classifier (plugins/tv_metrics.py): exact values, coverage of the
+"""score_error, tv_witness, tv_classifier (plugins/metrics/tv.py): exact values, coverage of the
 certified TV lower bounds over repetitions, determinism, speed.
 
 Statistical thresholds. A certified bound ``lower`` with one-sided level ``alpha`` exceeds the
@@ -20,10 +20,11 @@ from scipy.stats import binom, ncx2, norm
 
 from bench_core.errors import SkipMetric
 from bench_core.protocols import MetricContext, TrainingData
-from bench_plugins import score_error, tv_metrics
-from bench_plugins.targets import GaussianTarget
-from bench_plugins.score_error import LOG10_FLOOR, ScoreError
-from bench_plugins.tv_metrics import (TVClassifier, TVWitness,
+from bench_plugins.metrics import score_error
+from bench_plugins.metrics import tv as tv_metrics
+from bench_plugins.metrics.score_error import LOG10_FLOOR, ScoreError
+from bench_plugins.targets.gaussian import GaussianTarget
+from bench_plugins.metrics.tv import (TVClassifier, TVWitness,
                                       clopper_pearson_lower, clopper_pearson_upper)
 
 F64 = torch.float64
@@ -386,10 +387,10 @@ def test_tv_metrics_register_through_the_plugin_hook():
 def test_witness_param_uses_another_estimates_region():
     """The exact score has no region; with witness = ball_trap the metric uses the trap's ball."""
     from bench_core.protocols import MetricContext, TrainingData
-    from bench_plugins.well_traps import BallTrap
-    from bench_plugins.scores import ExactScore
-    from bench_plugins.targets import GaussianTarget
-    from bench_plugins.tv_metrics import TVWitness
+    from bench_plugins.scores.traps.wells import BallTrap
+    from bench_plugins.scores.exact import ExactScore
+    from bench_plugins.targets.gaussian import GaussianTarget
+    from bench_plugins.metrics.tv import TVWitness
 
     target = GaussianTarget(50, mean=3.0)
     gen = torch.Generator().manual_seed(0)

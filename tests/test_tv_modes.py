@@ -1,4 +1,4 @@
-"""tv_modes (plugins/mode_metrics.py): coverage of the certified bound on exact samples, power on
+"""tv_modes (plugins/metrics/modes.py): coverage of the certified bound on exact samples, power on
 mode collapse and on wrong mode weights, skipping non-mixture targets.
 
 The bound (TVModes docstring): with p~_j = (1/n) sum_i post_j(x_i) and w the mixture weights,
@@ -20,10 +20,10 @@ from scipy.stats import binom, norm
 
 from bench_core.errors import SkipMetric
 from bench_core.protocols import MetricContext, TrainingData
-from bench_plugins import mode_metrics
-from bench_plugins.gmm import GMMTarget
-from bench_plugins.mode_metrics import TVModes
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.metrics import modes as mode_metrics
+from bench_plugins.metrics.modes import TVModes
+from bench_plugins.targets.gaussian import GaussianTarget
+from bench_plugins.targets.gmm import GMMTarget
 
 F64 = torch.float64
 FAIL_PROB = 1e-4
@@ -204,7 +204,7 @@ def test_diffusion_samplers_with_exact_scores_find_every_mode(name, params, one_
     The point estimate tv must also be <= 0.06: for a sampler with the exact mode weights E[tv] <= 0.5 sqrt(2/n)
     = 0.016 and McDiarmid puts the deviation above sqrt(log 1000 / (2n)) = 0.042 at probability <= 1e-3."""
     from bench_core.plugin_manager import get_registry
-    from bench_plugins.scores import ExactScore
+    from bench_plugins.scores.exact import ExactScore
 
     registry = get_registry()
     target = registry.create("targets", "gmm")

@@ -20,9 +20,9 @@ import math
 import pytest
 import torch
 
-from bench_plugins.samplers import ULA, ula
-from bench_plugins.scores import ExactScore
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.samplers.langevin import ULA, ula
+from bench_plugins.scores.exact import ExactScore
+from bench_plugins.targets.gaussian import GaussianTarget
 
 
 

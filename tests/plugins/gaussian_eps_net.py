@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench_plugins.schedules import level_times
+from bench_plugins.samplers.schedules import level_times
 
 LEVEL_TIMES = torch.tensor(level_times(), dtype=torch.float64)
 

@@ -11,8 +11,8 @@ import torch
 
 from bench_core import hookimpl
 from bench_core.errors import SkipMetric
-from bench_plugins.samplers import ULA
-from bench_plugins.targets import GaussianTarget
+from bench_plugins.samplers.langevin import ULA
+from bench_plugins.targets.gaussian import GaussianTarget
 
 
 class _ToySampler:

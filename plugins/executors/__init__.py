@@ -1,0 +1,1 @@
+"""Executors: where cells run (``local``, ``process``, ``ray``); all give identical numbers."""

@@ -1,0 +1,1 @@
+"""Initializers: where Langevin-family samplers start (``N(0, I)``, fresh target draws, training points, a point)."""

@@ -1,0 +1,79 @@
+"""Target distributions with exact samples, densities and scores of their OU marginals.
+
+Forward process (DESIGN section 3): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench_core import hookimpl
+from bench_core.params import positive_int, vector
+
+
+class GaussianTarget:
+    """``N(m, diag(s^2))``; its OU marginal ``p_t`` is ``N(e^{-t} m, e^{-2t} s^2 + 1 - e^{-2t})``.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension d.
+    mean : float or list of float
+        A scalar ``a`` means ``a * ones(d)``.
+    std : float or list of float
+        Per-coordinate standard deviation (scalar: isotropic).
+    """
+
+    def __init__(self, dim: int, mean: Any = 0.0, std: Any = 1.0) -> None:
+        self.dim = positive_int("dim", dim)
+        self.mean = vector("mean", mean, self.dim)
+        self.std = vector("std", std, self.dim, positive=True)
+        self.cov = torch.diag(self.std**2)
+
+    def __repr__(self) -> str:
+        return f"GaussianTarget(dim={self.dim}, |mean|={self.mean.norm():.4g})"
+
+    def marginal(self, t: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Mean and per-coordinate variance of ``p_t`` (float64)."""
+        decay = math.exp(-t)
+        return decay * self.mean, decay**2 * self.std**2 + (1.0 - decay**2)
+
+    def mixture_components(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(weights [1], means [1, d], variances [1, d])`` (float64): the target as a one-component
+        mixture of diagonal Gaussians, the form the CLD marginals are computed from."""
+        return torch.ones(1, dtype=torch.float64), self.mean[None].clone(), (self.std**2)[None].clone()
+
+    def chen_constants(self) -> dict[str, float]:
+        """The target-dependent quantities of the DDPM bound of Chen et al. (2023, Thm. 2).
+
+        ``L``: Lipschitz constant of every ``grad log p_t``; p_t has per-coordinate variance
+        ``v_t = e^{-2t} s^2 + 1 - e^{-2t}``, between ``s^2`` and 1, so ``L = max_i max(1, 1/s_i^2)``.
+        ``m2 = sqrt(E||x||^2) = sqrt(||m||^2 + sum s_i^2)``.
+        ``kl = KL(N(m, diag s^2) || N(0, I)) = 0.5 sum (s_i^2 + m_i^2 - 1 - log s_i^2)``.
+        """
+        var = self.std**2
+        return {"L": float(torch.clamp(1 / var, min=1.0).max()),
+                "m2": math.sqrt(float((self.mean**2).sum() + var.sum())),
+                "kl": 0.5 * float((var + self.mean**2 - 1 - var.log()).sum())}
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        z = torch.randn(n, self.dim, generator=generator, device=generator.device,
+                        dtype=torch.get_default_dtype())
+        return z * self.std.to(z) + self.mean.to(z)
+
+    def log_prob(self, x: Tensor, t: float = 0.0) -> Tensor:
+        mean, var = self.marginal(t)
+        mean, var = mean.to(x), var.to(x)
+        return -0.5 * (((x - mean) ** 2 / var).sum(-1) + var.log().sum() + self.dim * math.log(2 * math.pi))
+
+    def score(self, x: Tensor, t: float = 0.0) -> Tensor:
+        mean, var = self.marginal(t)
+        return (mean.to(x) - x) / var.to(x)
+
+
+@hookimpl
+def register_targets(register):
+    register("gaussian", GaussianTarget, description="N(m, diag(s^2)) with exact OU marginals")
