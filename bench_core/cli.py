@@ -59,8 +59,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run_suite(args.suite, out=args.out, executor=args.executor, workers=workers, rerun=args.rerun,
                         device=args.device, only=args.only)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()) if v)
-    print(f"{summary.n_cells} cells in suite; ran {summary.n_run}, {summary.n_skipped_finished} already finished; "
-          f"{counts}")
+    reused = f" ({summary.n_reused} reused kept samples: no sampler ran)" if summary.n_reused else ""
+    print(f"{summary.n_cells} cells in suite; ran {summary.n_run}{reused}, {summary.n_skipped_finished} already "
+          f"finished; {counts}")
     for outcome in summary.claims:
         print(outcome.line())
     print(f"results: {summary.out_dir}/results.csv, leaderboard: {summary.out_dir}/leaderboard.md")

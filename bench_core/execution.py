@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .kept_samples import KeptSamples
 from .plan import Plan, build_plan
 from .plugin_manager import get_registry
 from .runner import CellResult, CellRunner
@@ -23,6 +24,7 @@ class CellTask:
     device: str
     key: str
     label: str = ""
+    kept: Optional[KeptSamples] = None  # samples of an earlier run: compute the missing metrics only
 
 
 _RUNNERS: dict[tuple[str, str], tuple[CellRunner, dict]] = {}
@@ -48,6 +50,6 @@ def run_task(task: CellTask) -> CellResult:
         raise RuntimeError(f"cell {task.key[:16]} is not in suite '{task.suite_path}' as seen by this worker "
                            "(the suite file or the code changed during the run)")
     if progress is None:
-        return runner.run(cell)
-    progress.start_cell(cell.label(), runner.plan.n_steps.get(cell.sampler))
-    return runner.run(cell, progress.on_step)
+        return runner.run(cell, kept=task.kept)
+    progress.start_cell(cell.label(), None if task.kept else runner.plan.n_steps.get(cell.sampler))
+    return runner.run(cell, progress.on_step, kept=task.kept)

@@ -44,6 +44,7 @@ class Cell:
     seed: int
     key: str
     order: int
+    sample_key: str = ""  # hash of what determines the samples (not the metrics): kept samples are found by it
 
     @property
     def id(self) -> str:
@@ -211,6 +212,7 @@ class Plan:
         self.suite, self.registry, self.device = suite, registry, device
         self.families = {spec: obj.family for spec, obj in built["samplers"].items()}
         self.n_steps = {spec: getattr(obj, "n_steps", None) for spec, obj in built["samplers"].items()}
+        self.dims = {spec: int(getattr(obj, "dim", 0)) for spec, obj in built["targets"].items()}
         self.higher_is_better = {**HARNESS_METRICS,
                                  **{m.name: bool(obj.higher_is_better) for m, obj in built["metrics"].items()}}
         self.metric_specs = list(suite.components["metrics"])
@@ -240,17 +242,26 @@ class Plan:
                                  "params against the suite's components")
 
     def settings(self) -> dict[str, Any]:
-        """Suite-level settings that change a cell's numbers (part of every cell key)."""
+        """Suite-level settings that change a cell's samples (part of every sample key)."""
         s = self.suite
-        return {"n_samples": s.n_samples, "n_reference": s.n_reference, "dtype": s.dtype,
-                "device": self.device, "n_train": s.n_train, "duplicate": s.duplicate,
-                "checkpoints": s.checkpoints, "metrics": [m.key() for m in self.metric_specs],
+        return {"n_samples": s.n_samples, "dtype": s.dtype, "device": self.device, "n_train": s.n_train,
+                "duplicate": s.duplicate, "checkpoints": s.checkpoints,
                 **({"checkpoints_t": s.checkpoints_t} if s.checkpoints_t else {})}
+
+    def _metric_keys(self) -> dict[ComponentSpec, str]:
+        """Per metric: a hash of its spec, the reference size and its code (a kept row is reused by it)."""
+        keys = {}
+        for spec in self.metric_specs:
+            factory = self.registry.get("metrics", spec.name).factory
+            obj = {"metric": spec.key(), "n_reference": self.suite.n_reference, "code": code_version([factory])}
+            keys[spec] = hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:32]
+        return keys
 
     def _expand(self) -> list[Cell]:
         comps = self.suite.components
         settings = self.settings()
-        metric_factories = [self.registry.get("metrics", m.name).factory for m in self.metric_specs]
+        self.metric_keys = self._metric_keys()
+        metrics_part = [self.metric_keys[m] for m in self.metric_specs]
         cells: list[Cell] = []
         seen = set()
         for seed, target, score, sampler, init in itertools.product(
@@ -265,9 +276,10 @@ class Plan:
                          (("targets", target), ("scores", score), ("samplers", sampler))]
             if init is not PRIOR:
                 factories.append(self.registry.get("initializers", init.name).factory)
-            key_obj = {"target": target.key(), "score": score.key(), "initializer": init.key(),
-                       "sampler": sampler.key(), "seed": seed, "settings": settings,
-                       "code": code_version(factories + metric_factories)}
-            key = hashlib.sha256(canonical_json(key_obj).encode()).hexdigest()
-            cells.append(Cell(target, score, init, sampler, seed, key, len(cells)))
+            sample_obj = {"target": target.key(), "score": score.key(), "initializer": init.key(),
+                          "sampler": sampler.key(), "seed": seed, "settings": settings,
+                          "code": code_version(factories)}
+            sample_key = hashlib.sha256(canonical_json(sample_obj).encode()).hexdigest()
+            key = hashlib.sha256(canonical_json({"samples": sample_key, "metrics": metrics_part}).encode()).hexdigest()
+            cells.append(Cell(target, score, init, sampler, seed, key, len(cells), sample_key))
         return cells

@@ -7,6 +7,7 @@ one torch thread so that numbers do not depend on the executor or worker count.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -22,6 +23,7 @@ from torch import Tensor
 from .cost import CountingScore, sampler_diagnostics
 from .data import check_particles, make_reference, make_training_data
 from .errors import Diverged, SkipCell, SkipMetric
+from .kept_samples import KeptSamples, SamplesToKeep, to_storage
 from .plan import PRIOR, Cell, Plan
 from .protocols import MetricContext
 from .seeding import make_generator
@@ -42,6 +44,8 @@ class MetricRow:
     reason: str = ""
     step: Optional[int] = None
     t: Optional[float] = None
+    metric_key: str = ""  # the metric's key in the plan ("" for rows the harness records: nfe, sampler.*)
+    metric_base: str = ""  # the metric's display name when recorded (the part before ".<key>")
 
 
 @dataclass
@@ -53,6 +57,8 @@ class CellResult:
     wall_s: float
     reason: str = ""
     rows: list[MetricRow] = field(default_factory=list)
+    keep: Optional[SamplesToKeep] = None  # the states to keep, when the suite keeps samples
+    reused: bool = False  # the samples came from an earlier run: no sampler ran
 
 
 def source_location(filename: str) -> str:
@@ -110,13 +116,19 @@ class CellRunner:
         return self.registry.create("scores", spec.name, self.target(target), self.data(target, seed),
                                     **spec.kwargs)
 
-    def run(self, cell: Cell, progress: Optional[StepProgress] = None) -> CellResult:
-        """Run a cell and return its result; exceptions become statuses, never propagate."""
+    def run(self, cell: Cell, progress: Optional[StepProgress] = None,
+            kept: Optional[KeptSamples] = None) -> CellResult:
+        """Run a cell and return its result; exceptions become statuses, never propagate.
+
+        With ``kept`` (the samples of an earlier run with the same sample key) no sampler runs: the
+        earlier rows of metrics still in the suite are copied and only the missing metrics are computed.
+        """
         start = time.perf_counter()
         rows: list[MetricRow] = []
+        keep: list[SamplesToKeep] = []
         with numeric_context(self.dtype), suite_directory(self.suite.path):
             try:
-                self._run(cell, rows, progress)
+                self._run(cell, rows, progress, kept, keep)
                 status, reason = "done", ""
             except Diverged as exc:
                 status, reason = "diverged", str(exc)
@@ -128,9 +140,12 @@ class CellRunner:
                 reason = f"{type(exc).__name__}: {exc} (at {source_location(frame.filename)}:{frame.lineno})"
         if status != "done":
             rows = [r for r in rows if r.step is not None]  # keep the trajectory measured so far
-        return CellResult(cell.key, status, time.perf_counter() - start, reason, rows)
+        wall = time.perf_counter() - start + (kept.sample_s if kept is not None else 0.0)
+        return CellResult(cell.key, status, wall, reason, rows, keep[0] if keep and status == "done" else None,
+                          kept is not None)
 
-    def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress]) -> None:
+    def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress],
+             kept: Optional[KeptSamples], keep: list[SamplesToKeep]) -> None:
         seed, n, device = cell.seed, self.suite.n_samples, self.plan.device
         target = self.target(cell.target)
         data = self.data(cell.target, seed)
@@ -148,11 +163,18 @@ class CellRunner:
                                      cell.sampler.key(), device=device)
         ctx = MetricContext(target=target, reference=reference, score=score, data=data, sampler=sampler,
                             generator=sampler_gen, x0=x0)
+        if kept is not None:
+            rows.extend(self._reuse(cell, metrics, kept, ctx))
+            return
         checkpoints = set(self.suite.checkpoints)
+        kept_states: list[tuple[int, float, Tensor]] = []
+        sampling_start = time.perf_counter()
 
         counted = CountingScore(score)  # the sampler's evaluations are counted; the metrics' are not
 
         def measure(x: Tensor, step: Optional[int], t: Optional[float], cost: Optional[dict] = None) -> None:
+            if self.suite.keep_samples and step is not None:
+                kept_states.append((step, float(t), to_storage(x, self.suite.keep_samples)))
             rows.extend(self._metrics(cell, metrics, x, ctx, step, t))
             rows.extend(MetricRow(name, value, step=step, t=t) for name, value in (cost or counted.rows()).items())
 
@@ -183,6 +205,9 @@ class CellRunner:
         samples = check_particles(samples, n, target.dim, f"sampler '{cell.sampler.name}'")
         if not bool(torch.isfinite(samples).all()):
             raise Diverged("non-finite particles in the final samples")
+        if self.suite.keep_samples:
+            keep.append(SamplesToKeep(to_storage(samples, self.suite.keep_samples), sorted(kept_states),
+                                      time.perf_counter() - sampling_start))
         measure(samples, None, None)
         diagnostics, problem = sampler_diagnostics(sampler)
         rows.extend(MetricRow(name, value) for name, value in diagnostics.items())
@@ -197,16 +222,44 @@ class CellRunner:
             ctx.generator = make_generator(cell.seed, "metric", cell.target.key(), cell.score.key(),
                                            cell.initializer.key(), cell.sampler.key(), spec.key(),
                                            -1 if step is None else step, device=self.plan.device)
+            tag = {"metric_key": self.plan.metric_keys[spec], "metric_base": base}
             try:
                 value = metric(x, ctx)
             except SkipMetric as exc:
-                out.append(MetricRow(base, math.nan, "skipped", str(exc), step, t))
+                out.append(MetricRow(base, math.nan, "skipped", str(exc), step, t, **tag))
                 continue
             except Exception as exc:  # noqa: BLE001 - one broken metric must not lose the others
-                out.append(MetricRow(base, math.nan, "failed", f"{type(exc).__name__}: {exc}", step, t))
+                out.append(MetricRow(base, math.nan, "failed", f"{type(exc).__name__}: {exc}", step, t, **tag))
                 continue
             items = value.items() if isinstance(value, dict) else [(None, value)]
             for key, v in items:
                 name = base if key is None else f"{base}.{key}"
-                out.append(MetricRow(name, float(v), "done", "", step, t))
+                out.append(MetricRow(name, float(v), "done", "", step, t, **tag))
+        return out
+
+    def _reuse(self, cell: Cell, metrics: list, kept: KeptSamples, ctx: MetricContext) -> list[MetricRow]:
+        """Rows of a cell whose samples were kept: per state, in the order a fresh run records them, the
+        earlier rows of each metric still in the suite (renamed if its display name changed), the metrics
+        that are new (or failed before) computed from the kept particles, then the harness rows."""
+        device, dtype = self.plan.device, self.dtype
+        earlier: dict[tuple[str, Optional[int]], list[MetricRow]] = {}
+        for row in kept.rows:
+            earlier.setdefault((row.metric_key, row.step), []).append(row)
+        out: list[MetricRow] = []
+        states = [(s, t, x) for s, t, x in kept.states] + [(None, None, kept.final)]
+        for step, t, array in states:
+            x = None
+            for spec, metric in metrics:
+                key, base = self.plan.metric_keys[spec], self.plan.metric_names[spec]
+                had = earlier.get((key, step), [])
+                if had and all(r.status != "failed" for r in had):
+                    out.extend(MetricRow(base + r.metric[len(r.metric_base):], math.nan if r.value is None
+                                         else float(r.value), r.status, r.reason or "", step, t, key, base)
+                               for r in had)
+                    continue
+                if x is None:
+                    x = torch.from_numpy(array).to(device=device, dtype=dtype)
+                out.extend(self._metrics(cell, [(spec, metric)], x, ctx, step, t))
+            out.extend(dataclasses.replace(r, value=math.nan if r.value is None else float(r.value),
+                                           reason=r.reason or "") for r in earlier.get(("", step), []))
         return out

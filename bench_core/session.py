@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -10,6 +11,7 @@ from typing import Any, Optional
 from . import execution
 from .claims import ClaimOutcome, evaluate_claims
 from .errors import SuiteError, did_you_mean
+from .kept_samples import SampleArchive, size_estimate
 from .plan import AXES, Cell, Plan, build_plan, select_matches
 from .plugin_manager import get_registry
 from .progress import Progress
@@ -32,6 +34,7 @@ class RunSummary:
     statuses: dict[str, int]
     claims: list[ClaimOutcome] = field(default_factory=list)
     interrupted: bool = False
+    n_reused: int = 0  # cells whose kept samples were reused (no sampler ran)
 
     @property
     def exit_code(self) -> int:
@@ -122,13 +125,23 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         by_key = {c.key: c for c in todo}
         if executor == "local":  # cells run in this process: show steps within each cell
             execution.progress = progress
-        tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label()) for c in todo]
+        archive = SampleArchive(out_dir)
+        kept = {c.key: archive.load(c.sample_key, store.rows_of_sample(c.sample_key))
+                for c in todo if plan.suite.keep_samples}
+        tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label(), kept.get(c.key))
+                 for c in todo]
+        n_reused = sum(task.kept is not None for task in tasks)
+        if plan.suite.keep_samples:
+            announce_kept_samples(plan, [c for c, task in zip(todo, tasks) if task.kept is None], n_reused, archive)
         interrupted = False
         try:
             for task, result in pool.map(execution.run_task, tasks):
                 cell = by_key[task.key]
                 if not isinstance(result, CellResult):
                     result = CellResult(cell.key, "failed", 0.0, f"{type(result).__name__}: {result}")
+                if result.keep is not None:  # the file first: a stored cell always has its samples
+                    archive.save(cell.sample_key, result.keep)
+                    result.keep = None
                 store.write(cell, result)
                 progress.finish_cell(cell.label(), result.status, result.wall_s, result.reason)
         except KeyboardInterrupt:
@@ -144,4 +157,13 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
     if metric_failed:
         statuses["metric_failed"] = metric_failed
     return RunSummary(out_dir, len(plan.cells), len(todo), len(cells) - len(todo), statuses,
-                      run.info["_outcomes"], interrupted)
+                      run.info["_outcomes"], interrupted, n_reused)
+
+
+def announce_kept_samples(plan: Plan, new: list[Cell], n_reused: int, archive: SampleArchive) -> None:
+    """One line: where samples are kept, what the new ones will take, and how many are reused."""
+    s = plan.suite
+    states = len(s.checkpoints) + len(s.checkpoints_t)
+    size = size_estimate([plan.dims[c.target] for c in new], s.n_samples, states, s.keep_samples)
+    print(f"keeping samples ({s.keep_samples}) in {archive.folder}: about {size / 2**20:.1f} MiB for {len(new)} "
+          f"new cell(s); {n_reused} cell(s) reuse kept samples (no sampler runs for them)", file=sys.stderr)

@@ -14,21 +14,27 @@ from typing import Iterable, Optional
 import pandas as pd
 
 from .plan import AXES, Cell
-from .runner import CellResult
+from .runner import CellResult, MetricRow
 from .seeding import canonical_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, cell TEXT, target TEXT, score TEXT, initializer TEXT, sampler TEXT,
     seed INTEGER, target_params TEXT, score_params TEXT, initializer_params TEXT, sampler_params TEXT,
-    status TEXT, reason TEXT, wall_s REAL, finished_at REAL
+    status TEXT, reason TEXT, wall_s REAL, finished_at REAL, sample_key TEXT DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS metrics (
-    key TEXT, step INTEGER, t REAL, metric TEXT, value REAL, status TEXT, reason TEXT
+    key TEXT, step INTEGER, t REAL, metric TEXT, value REAL, status TEXT, reason TEXT,
+    metric_key TEXT DEFAULT '', metric_base TEXT DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 """
+# columns added after the first release: older stores get them (empty) when opened
+_ADDED_COLUMNS = {"cells": ("sample_key",), "metrics": ("metric_key", "metric_base")}
+_CELL_COLUMNS = ("key", "cell", "target", "score", "initializer", "sampler", "seed", "target_params", "score_params",
+                 "initializer_params", "sampler_params", "status", "reason", "wall_s", "finished_at", "sample_key")
+_METRIC_COLUMNS = ("key", "step", "t", "metric", "value", "status", "reason", "metric_key", "metric_base")
 # statuses that are final: a re-run skips them (failed cells are retried)
 FINAL = ("done", "skipped", "diverged")
 
@@ -43,6 +49,11 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT DEFAULT ''")
 
     def close(self) -> None:
         self.conn.close()
@@ -65,12 +76,23 @@ class Store:
         with self.conn:
             self.conn.execute("DELETE FROM metrics WHERE key = ?", (cell.key,))
             self.conn.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO cells ({', '.join(_CELL_COLUMNS)}) VALUES ({','.join('?' * 16)})",
                 (cell.key, cell.id, *names, cell.seed, *params, result.status, result.reason,
-                 result.wall_s, time.time()))
+                 result.wall_s, time.time(), cell.sample_key))
             self.conn.executemany(
-                "INSERT INTO metrics VALUES (?,?,?,?,?,?,?)",
-                [(cell.key, r.step, r.t, r.metric, r.value, r.status, r.reason) for r in result.rows])
+                f"INSERT INTO metrics ({', '.join(_METRIC_COLUMNS)}) VALUES ({','.join('?' * 9)})",
+                [(cell.key, r.step, r.t, r.metric, r.value, r.status, r.reason, r.metric_key, r.metric_base)
+                 for r in result.rows])
+
+    def rows_of_sample(self, sample_key: str) -> Optional[list[MetricRow]]:
+        """The rows of the latest ``done`` cell with this sample key (None if there is none)."""
+        row = self.conn.execute("SELECT key FROM cells WHERE sample_key = ? AND status = 'done' "
+                                "ORDER BY finished_at DESC LIMIT 1", (sample_key,)).fetchone()
+        if row is None or not sample_key:
+            return None
+        query = ("SELECT metric, value, status, reason, step, t, metric_key, metric_base FROM metrics "
+                 "WHERE key = ? ORDER BY rowid")
+        return [MetricRow(*r) for r in self.conn.execute(query, (row[0],))]
 
     def set_meta(self, name: str, value: object) -> None:
         with self.conn:

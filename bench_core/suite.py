@@ -49,6 +49,9 @@ SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "rank_by": (lambda v: isinstance(v, str) and v != "", "a metric name", None),
     "rank_at_equal_nfe": (lambda v: isinstance(v, bool), "true or false (rank samplers only against those with "
                           "the same number of score evaluations)", False),
+    "keep_samples": (lambda v: isinstance(v, bool) or v in ("float32", "float16"),
+                     "true, false, \"float32\" or \"float16\" (keep each cell's final samples so that adding a "
+                     "metric does not resample; true keeps them in the suite's dtype)", False),
     "leaderboard_metrics": (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(m, str) and m for m in v),
                             "a non-empty list of metric names or prefixes (e.g. [\"tv_witness.lower\", "
                             "\"score_error\"])", None),
@@ -143,6 +146,7 @@ class Suite:
     duplicate: int
     rank_by: Optional[str]
     rank_at_equal_nfe: bool = False
+    keep_samples: Optional[str] = None  # storage dtype of kept samples, None: not kept
     components: dict[str, list[ComponentSpec]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
@@ -324,5 +328,7 @@ def parse_suite(path: str | Path) -> Suite:
                  checkpoints_t=sorted(set(float(t) for t in settings["checkpoints_t"])), n_train=data["n_train"],
                  duplicate=data["duplicate"], rank_by=settings["rank_by"],
                  rank_at_equal_nfe=settings["rank_at_equal_nfe"], components=components,
+                 keep_samples=(settings["dtype"] if settings["keep_samples"] is True
+                               else settings["keep_samples"] or None),
                  claims=claims, exclusions=exclusions, leaderboard_metrics=settings["leaderboard_metrics"],
                  locator=loc)
