@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
+import tarfile
 import uuid
 from pathlib import Path
 from types import ModuleType
@@ -135,3 +137,43 @@ class CacheEntry:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self.path / name
+
+
+def pack_entry(relative: str) -> bytes:
+    """The finished snapshots and ``spec.json`` of the entry at ``<cache root>/<relative>`` as one
+    uncompressed tar (weights do not compress), for workers that do not share this disk."""
+    root = cache_root() / relative
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(root.iterdir()):
+            if path.name == "spec.json" or (path.is_dir() and not path.name.startswith(".tmp-")):
+                tar.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def install_entry(relative: str, blob: bytes) -> Path:
+    """Put the snapshots of a :func:`pack_entry` blob into this machine's cache (those it lacks), each
+    atomically under the entry's lock; returns the entry's folder."""
+    kind, key = relative.split("/", 1)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+        members = tar.getmembers()
+        spec_member = next((m for m in members if m.name == "spec.json"), None)
+        spec = json.load(tar.extractfile(spec_member)) if spec_member is not None else {}
+        entry = CacheEntry(kind, key, spec)
+        names = sorted({m.name.split("/", 1)[0] for m in members if m.name != "spec.json"})
+        if all(entry.has(name) for name in names):
+            return entry.path
+        with entry.lock():
+            for name in names:
+                if entry.has(name):
+                    continue
+                inside = [m for m in members if m.name.startswith(name + "/") and m.isfile()]
+
+                def write(folder: Path, inside: list = inside, name: str = name) -> None:
+                    for member in inside:
+                        target = folder / member.name[len(name) + 1:]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(tar.extractfile(member).read())
+
+                entry.write_snapshot(name, write)
+    return entry.path

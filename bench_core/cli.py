@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     run.add_argument("--rerun", action="store_true", help="recompute finished cells")
     run.add_argument("--device", help="cpu | cuda | auto (overrides the suite)")
+    run.add_argument("--address", help="with --executor ray: HOST:PORT of a Ray head (ray start --head), or auto")
     run.add_argument("--only", help="run a subset, e.g. sampler=ula,score=exact|ball_trap,target.mean=3")
     run.add_argument("--cache", metavar="DIR", help="trained-network cache (default $BENCH_CACHE, else "
                                                   "~/.cache/bench); sets BENCH_CACHE for the run and its workers")
@@ -57,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise BenchError("--cache needs a folder, e.g. --cache ~/bench-networks")
         os.environ["BENCH_CACHE"] = str(Path(args.cache).expanduser().resolve())  # inherited by workers
     summary = run_suite(args.suite, out=args.out, executor=args.executor, workers=workers, rerun=args.rerun,
-                        device=args.device, only=args.only)
+                        device=args.device, only=args.only, address=args.address)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()) if v)
     reused = f" ({summary.n_reused} reused kept samples: no sampler ran)" if summary.n_reused else ""
     print(f"{summary.n_cells} cells in suite; ran {summary.n_run}{reused}, {summary.n_skipped_finished} already "

@@ -1,8 +1,10 @@
 """Cell tasks: what executors ship to workers, and the worker-side entry point.
 
-A task names the suite file, the device and the cell key; a worker rebuilds (once) the
-same plan from the suite file and runs the cell. Because every random number is derived
-from the cell's spec, the numbers do not depend on which worker runs which cell.
+A task carries the suite's text (not only its path: a worker on another machine has no copy of
+the suite file, and an edit to the file during a run must not change the plan), the device and
+the cell key; a worker rebuilds the same plan (once per suite text) and runs the cell. Because
+every random number is derived from the cell's spec, the numbers do not depend on which worker
+runs which cell. Workers never see the output folder: the driver alone writes the store.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ class CellTask:
     device: str
     key: str
     label: str = ""
+    suite_text: str = ""  # the suite as planned by the driver; the path only anchors relative params
     kept: Optional[KeptSamples] = None  # samples of an earlier run: compute the missing metrics only
+    artifacts: tuple[str, ...] = ()  # cache entries (trained networks) the cell loads, for remote workers
 
 
-_RUNNERS: dict[tuple[str, str], tuple[CellRunner, dict]] = {}
+_RUNNERS: dict[tuple[str, str, str], tuple[CellRunner, dict]] = {}
 # set when cells run in this process: a Progress whose start_cell / on_step this module drives
 progress: Optional[Any] = None
 
@@ -35,20 +39,21 @@ progress: Optional[Any] = None
 def prime(plan: Plan) -> CellRunner:
     """Make ``plan`` the one used for its suite in this process (skips re-validation); returns its runner."""
     runner = CellRunner(plan)
-    _RUNNERS[(str(plan.suite.path), plan.device)] = (runner, {c.key: c for c in plan.cells})
+    _RUNNERS[(str(plan.suite.path), plan.device, plan.suite.text)] = (runner, {c.key: c for c in plan.cells})
     return runner
 
 
 def run_task(task: CellTask) -> CellResult:
     """Run one cell (in whatever process this is called)."""
-    slot = (task.suite_path, task.device)
+    slot = (task.suite_path, task.device, task.suite_text)
     if slot not in _RUNNERS:
-        prime(build_plan(parse_suite(task.suite_path), get_registry(), device=task.device))
+        suite = parse_suite(task.suite_path, task.suite_text or None)
+        prime(build_plan(suite, get_registry(), device=task.device))
     runner, cells = _RUNNERS[slot]
     cell = cells.get(task.key)
     if cell is None:
-        raise RuntimeError(f"cell {task.key[:16]} is not in suite '{task.suite_path}' as seen by this worker "
-                           "(the suite file or the code changed during the run)")
+        raise RuntimeError(f"cell {task.key[:16]} is not in suite '{task.suite_path}' as planned on this worker: "
+                           "its code differs from the driver's (install the same bench and plugins on every node)")
     if progress is None:
         return runner.run(cell, kept=task.kept)
     progress.start_cell(cell.label(), None if task.kept else runner.plan.n_steps.get(cell.sampler))

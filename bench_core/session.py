@@ -105,13 +105,16 @@ def export(plan: Plan, store: Store, out_dir: Path) -> RunResults:
 
 def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, executor: str = "local",
               workers: int = 1, rerun: bool = False, device: Optional[str] = None, only: Optional[str] = None,
-              progress: Optional[Progress] = None, registry: Optional[Registry] = None) -> RunSummary:
+              progress: Optional[Progress] = None, registry: Optional[Registry] = None,
+              address: Optional[str] = None) -> RunSummary:
     """Run a suite end to end and return its summary (files are written to ``out``)."""
     registry = registry or get_registry()
     plan = plan_suite(suite_path, device=device, registry=registry)
     out_dir = Path(out) if out else Path("reports") / plan.suite.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    pool = registry.create("executors", executor, workers=workers)
+    if address and executor != "ray":
+        raise SuiteError(f"--address joins a Ray cluster; it needs --executor ray (got --executor {executor})")
+    pool = registry.create("executors", executor, workers=workers, **({"address": address} if address else {}))
     cells = filter_cells(plan.cells, only)
     if not cells:
         raise SuiteError(f"--only '{only}' selects none of the {len(plan.cells)} cells of {plan.suite.path}")
@@ -120,7 +123,9 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         finished = set() if rerun else store.finished_keys()
         todo = [c for c in cells if c.key not in finished]
         runner = execution.prime(plan)
-        train_networks(runner, todo, pool)
+        artifacts = train_networks(runner, todo, pool)
+        if not getattr(pool, "ships_artifacts", False):
+            artifacts = {}  # workers share this disk: they load trained networks from the cache
         progress = progress or Progress(len(todo))
         by_key = {c.key: c for c in todo}
         if executor == "local":  # cells run in this process: show steps within each cell
@@ -128,8 +133,8 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         archive = SampleArchive(out_dir)
         kept = {c.key: archive.load(c.sample_key, store.rows_of_sample(c.sample_key))
                 for c in todo if plan.suite.keep_samples}
-        tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label(), kept.get(c.key))
-                 for c in todo]
+        tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label(), plan.suite.text,
+                                    kept.get(c.key), artifacts.get(c.key, ())) for c in todo]
         n_reused = sum(task.kept is not None for task in tasks)
         if plan.suite.keep_samples:
             announce_kept_samples(plan, [c for c, task in zip(todo, tasks) if task.kept is None], n_reused, archive)

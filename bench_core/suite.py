@@ -152,6 +152,7 @@ class Suite:
     exclusions: list[Exclusion] = field(default_factory=list)
     leaderboard_metrics: Optional[list[str]] = None
     locator: Optional[Locator] = None
+    text: str = ""  # the file's content, as parsed (what executors ship to workers)
 
     def where(self, table: str, index: Optional[int] = None, key: Optional[str] = None) -> str:
         """``file:line`` of a table (or a key in it), for messages."""
@@ -273,11 +274,15 @@ def _exclusion(path: Path, loc: Locator, index: int, entry: Any) -> Exclusion:
     return Exclusion(tuple(sorted((k, _freeze(v)) for k, v in select.items())), entry.get("why", ""), index)
 
 
-def parse_suite(path: str | Path) -> Suite:
-    """Read and check the structure of a suite file (components are not resolved here)."""
+def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
+    """Read and check the structure of a suite file (components are not resolved here).
+
+    ``text``, when given, is the suite's content (a worker on another machine gets the text, not the
+    file); ``path`` then only names it in messages and anchors relative paths in params.
+    """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text() if text is None else text
     except FileNotFoundError:
         raise SuiteError(f"suite file '{path}' not found; pass the path of a .toml suite "
                          "(e.g. suites/smoke.toml)") from None
@@ -331,4 +336,4 @@ def parse_suite(path: str | Path) -> Suite:
                  keep_samples=(settings["dtype"] if settings["keep_samples"] is True
                                else settings["keep_samples"] or None),
                  claims=claims, exclusions=exclusions, leaderboard_metrics=settings["leaderboard_metrics"],
-                 locator=loc)
+                 locator=loc, text=text)

@@ -21,8 +21,10 @@ from .runner import CellRunner, numeric_context
 from .suite_paths import suite_directory
 
 
-def collect_jobs(runner: CellRunner, cells: Iterable[Cell]) -> list[Any]:
-    """The merged training jobs of the score estimates that ``cells`` use (first-seen order)."""
+def collect_jobs(runner: CellRunner, cells: Iterable[Cell],
+                 owners: Optional[dict[Any, str]] = None) -> list[Any]:
+    """The merged training jobs of the score estimates that ``cells`` use (first-seen order); fills
+    ``owners`` (when given) with ``(target, score, seed) -> job key``."""
     jobs: dict[str, Any] = {}
     seen = set()
     with numeric_context(runner.dtype), suite_directory(runner.suite.path):
@@ -37,6 +39,8 @@ def collect_jobs(runner: CellRunner, cells: Iterable[Cell]) -> list[Any]:
             job = make_job() if callable(make_job) else None
             if job is not None:
                 jobs[job.key] = jobs[job.key].merged(job) if job.key in jobs else job
+                if owners is not None:
+                    owners[ident] = job.key
     return list(jobs.values())
 
 
@@ -46,15 +50,20 @@ def run_training_job(job: Any) -> None:
 
 
 def train_networks(runner: CellRunner, cells: Iterable[Cell], pool: Any,
-                   stream: Optional[TextIO] = None) -> dict[str, str]:
-    """Train (or find cached) every network ``cells`` need; returns ``{job label: failure reason}``.
+                   stream: Optional[TextIO] = None) -> dict[str, tuple[str, ...]]:
+    """Train (or find cached) every network ``cells`` need; returns ``{cell key: cache entries}``, the
+    folders (relative to the cache root) each cell loads, for executors whose workers may not share
+    this disk.
 
     A cached network is reported as loaded, with its folder; a failure is reported and left to the
     cells that need it (each is then recorded ``failed`` with the reason).
     """
     stream = stream or sys.stderr
+    cells = list(cells)
+    owners: dict[Any, str] = {}
+    jobs = collect_jobs(runner, cells, owners)
     todo = []
-    for job in collect_jobs(runner, cells):
+    for job in jobs:
         if job.missing():
             todo.append(job)
         else:
@@ -76,4 +85,6 @@ def train_networks(runner: CellRunner, cells: Iterable[Cell], pool: Any,
             else:
                 stream.write(f"trained {job.label} -> {job.entry.path}\n")
     stream.flush()
-    return failures
+    folders = {job.key: f"{job.entry.kind}/{job.entry.key}" for job in jobs if job.label not in failures}
+    return {cell.key: (folders[owners[ident]],) for cell in cells
+            if (ident := (cell.target, cell.score, cell.seed)) in owners and owners[ident] in folders}

@@ -1,6 +1,8 @@
 """Shared fixtures: a suite writer and a registry with the test-only plugins."""
 from __future__ import annotations
 
+import os
+
 import sys
 import textwrap
 from pathlib import Path
@@ -90,3 +92,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """The Ray cluster tests run on: ``BENCH_RAY_ADDRESS`` (CI starts a head on 127.0.0.1), else None
+    (the executor starts a local Ray). Skips where Ray is not installed."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    return os.environ.get("BENCH_RAY_ADDRESS") or None

@@ -298,3 +298,35 @@ def test_lazy_training_inside_a_float64_cell_trains_float32_weights(tmp_path, mo
     assert out.dtype == torch.float64
     weights = torch.load(score.snapshot / "weights.pt", weights_only=True)
     assert all(w.dtype == torch.float32 for w in weights.values())
+
+
+def test_a_packed_cache_entry_installs_identically_on_another_disk(tmp_path, monkeypatch):
+    from bench_core.artifact_cache import CacheEntry, install_entry, pack_entry
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "driver"))
+    entry = CacheEntry("ddpm_mlp", "k" * 16, {"width": 16})
+    with entry.lock():
+        for name in ("epochs_000000020", "epochs_000000040"):
+            entry.write_snapshot(name, lambda folder, name=name: (folder / "weights.pt").write_bytes(name.encode() * 99))
+    (entry.path / ".tmp-epochs_000000060-dead").mkdir()  # a killed writer's leftover is not shipped
+    blob = pack_entry("ddpm_mlp/" + "k" * 16)
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "worker"))
+    installed = install_entry("ddpm_mlp/" + "k" * 16, blob)
+    assert installed == tmp_path / "worker" / "ddpm_mlp" / ("k" * 16)
+    assert CacheEntry("ddpm_mlp", "k" * 16, {}).snapshots() == ["epochs_000000020", "epochs_000000040"]
+    for name in ("epochs_000000020", "epochs_000000040"):
+        assert (installed / name / "weights.pt").read_bytes() == (entry.path / name / "weights.pt").read_bytes()
+    assert json.loads((installed / "spec.json").read_text()) == {"width": 16}
+    assert install_entry("ddpm_mlp/" + "k" * 16, blob) == installed  # a second install changes nothing
+
+
+def test_ray_executor_trains_once_and_matches_the_local_run(write_suite, tmp_path, ray_address):
+    from bench_core.session import run_suite
+
+    path = write_suite(ONCE_SUITE)
+    run_suite(path, out=tmp_path / "local")
+    summary = run_suite(path, out=tmp_path / "ray", executor="ray", workers=2, address=ray_address)
+    assert summary.statuses == {"done": summary.n_cells}
+    a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in ("local", "ray"))
+    assert a[["cell", "metric"]].equals(b[["cell", "metric"]]) and a["value"].equals(b["value"])

@@ -83,12 +83,20 @@ def test_common_random_numbers(write_suite, tmp_path, toy_registry):
     assert derive_seed(0, "train", {"a": 1}) == derive_seed(0, "train", {"a": 1})
 
 
+EXECUTOR_SUITE = (BASE_SUITE.replace("params = { step_size = 0.05, n_steps = 20 }",
+                                     "params = { n_steps = 50 }\ngrid = { step_size = [0.01, 0.1] }")
+                  + '\n[[metrics]]\nname = "gaussian_kl"\n')
+
+
+def _values(out):
+    df = load_results(out).results
+    return df.drop(columns=["wall_s"]).sort_values(["cell", "metric"]).reset_index(drop=True)
+
+
 def test_same_numbers_on_every_executor_and_order(write_suite, tmp_path, toy_registry):
     from bench_core.plugin_manager import get_registry
 
-    text = BASE_SUITE.replace("params = { step_size = 0.05, n_steps = 20 }",
-                              "params = { n_steps = 50 }\ngrid = { step_size = [0.01, 0.1] }")
-    text += '\n[[metrics]]\nname = "gaussian_kl"\n'
+    text = EXECUTOR_SUITE
     path = write_suite(text)
     registry = get_registry()
     run_suite(path, out=tmp_path / "local", registry=registry)
@@ -97,13 +105,18 @@ def test_same_numbers_on_every_executor_and_order(write_suite, tmp_path, toy_reg
     reordered = write_suite(text.replace("seeds = [0, 1]", "seeds = [1, 0]"), name="reordered.toml")
     run_suite(reordered, out=tmp_path / "resumed", registry=registry, only="seed=0")
     run_suite(reordered, out=tmp_path / "resumed", registry=registry)
-    frames = {}
-    for name in ("local", "process", "resumed"):
-        df = load_results(tmp_path / name).results
-        frames[name] = df.drop(columns=["wall_s"]).sort_values(["cell", "metric"]).reset_index(drop=True)
+    frames = {name: _values(tmp_path / name) for name in ("local", "process", "resumed")}
     pd.testing.assert_frame_equal(frames["local"], frames["process"])
     pd.testing.assert_frame_equal(frames["local"], frames["resumed"])
     assert not any(math.isnan(v) for v in frames["local"]["value"])
+
+
+def test_same_numbers_under_ray(write_suite, tmp_path, ray_address):
+    path = write_suite(EXECUTOR_SUITE)
+    run_suite(path, out=tmp_path / "local")
+    summary = run_suite(path, out=tmp_path / "ray", executor="ray", workers=2, address=ray_address)
+    assert summary.statuses == {"done": summary.n_cells}
+    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "ray"))
 
 
 def test_rerun_and_resume_skip_logic(write_suite, tmp_path, toy_registry):
@@ -296,3 +309,22 @@ def test_checkpoints_in_time_land_on_the_nearest_step_of_each_sampler(write_suit
         assert abs(t - target_t) == pytest.approx(min(abs(g - target_t) for g in grid), abs=1e-8)  # csv: 10 digits
     nfe = traj[(traj.metric == "nfe.calls") & (traj.sampler == "ula")].set_index(["sampler_params", "step"])["value"]
     assert nfe[('{"n_steps":60,"step_size":0.03}', 17)] == 17 and nfe[('{"n_steps":60,"step_size":0.03}', 33)] == 33
+
+
+def test_all_finite_detects_every_non_finite_entry():
+    import torch
+
+    from bench_core.runner import all_finite
+
+    x = torch.randn(1000, 50)
+    assert all_finite(x)
+    for bad in (math.nan, math.inf, -math.inf):
+        y = x.clone()
+        y[517, 3] = bad
+        assert not all_finite(y), bad
+    y = x.clone()
+    y[0, 0], y[1, 1] = math.inf, -math.inf  # opposite infinities: NaN, still caught
+    assert not all_finite(y)
+    y = x.clone()
+    y[:10] = 1e30  # large but finite particles are not diverged
+    assert all_finite(y)
