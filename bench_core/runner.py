@@ -119,7 +119,7 @@ class CellRunner:
         return make_training_data(self.target(spec), spec, seed, self.suite.n_train, self.suite.duplicate,
                                   self.plan.device)
 
-    @lru_cache(maxsize=16)
+    @lru_cache(maxsize=4)  # cells of one (target, seed) run together; 4 bounds what big n holds
     def reference(self, spec: ComponentSpec, seed: int) -> Tensor:
         return make_reference(self.target(spec), spec, seed, self.suite.n_reference, self.plan.device)
 
@@ -170,10 +170,9 @@ class CellRunner:
         x0 = check_particles(initializer(n, target=target, data=data, generator=init_gen), n, target.dim,
                              f"initializer '{init_spec.name}'")
         metrics = [(m, self.registry.create("metrics", m.name, **m.kwargs)) for m in self.plan.metric_specs]
-        reference = self.reference(cell.target, seed)
         sampler_gen = make_generator(seed, "sampler", cell.target.key(), cell.score.key(), init_spec.key(),
                                      cell.sampler.key(), device=device)
-        ctx = MetricContext(target=target, reference=reference, score=score, data=data, sampler=sampler,
+        ctx = MetricContext(target=target, reference=lambda: self.reference(cell.target, seed), score=score, data=data, sampler=sampler,
                             generator=sampler_gen, x0=x0)
         if kept is not None:
             rows.extend(self._reuse(cell, metrics, kept, ctx))

@@ -30,6 +30,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+#: ``n_reference`` defaults to ``n_samples`` up to this many (metrics compare against a reference
+#: whose Monte Carlo error is already far below theirs; above it the reference only costs memory)
+DEFAULT_REFERENCE_CAP = 100_000
 # key -> (check, what it must be, default)
 SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "name": (lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v, "a non-empty string without '/'", None),
@@ -327,7 +330,7 @@ def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
     exclusions = [_exclusion(path, loc, i, entry) for i, entry in enumerate(exclude_raw)]
     return Suite(path=path, name=settings["name"], description=settings["description"],
                  seeds=list(settings["seeds"]), n_samples=settings["n_samples"],
-                 n_reference=settings["n_reference"] or settings["n_samples"],
+                 n_reference=settings["n_reference"] or min(settings["n_samples"], DEFAULT_REFERENCE_CAP),
                  device=settings["device"], dtype=settings["dtype"],
                  checkpoints=sorted(set(settings["checkpoints"])),
                  checkpoints_t=sorted(set(float(t) for t in settings["checkpoints_t"])), n_train=data["n_train"],

@@ -100,3 +100,26 @@ def ray_address():
     (the executor starts a local Ray). Skips where Ray is not installed."""
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
     return os.environ.get("BENCH_RAY_ADDRESS") or None
+
+
+# ---------------------------------------------------------------- benchmarks (tests/benchmarks)
+
+def pytest_collection_modifyitems(config, items):
+    """With ``--benchmark-skip`` (the default addopts) the benchmarks do not run, not even the ones
+    that time themselves; ``python -m pytest tests/benchmarks -o addopts=""`` runs them."""
+    if config.getoption("benchmark_skip", False):
+        skip = pytest.mark.skip(reason='benchmarks run with: python -m pytest tests/benchmarks -o addopts=""')
+        for item in items:
+            if "benchmarks" in item.path.parts:
+                item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    import sys
+
+    helpers = sys.modules.get("bench_helpers")
+    if helpers is not None and helpers.ROWS:
+        text = helpers.write_table()
+        terminalreporter.write_sep("=", "bench benchmarks")
+        terminalreporter.write_line(text)
+        terminalreporter.write_line(f"written to {helpers.OUT / 'benchmarks.md'}")

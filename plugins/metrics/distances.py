@@ -21,6 +21,8 @@ from bench_core.errors import SkipMetric
 from bench_core.params import positive_float, positive_int
 from bench_core.protocols import MetricContext
 
+from .float64_blocks import norms64
+
 
 F64 = torch.float64
 _NN_BLOCK_ELEMENTS = 2048 * 2048  # nearest_train: at most this many distances in memory at once
@@ -50,14 +52,14 @@ def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n: int) -> dict[s
     metric's value when the samples are exact: the finite-sample floor ``value`` is to be
     compared with.
     """
-    x = samples.detach().to(F64)
-    device = x.device
-    if x.shape[0] == 0:
+    samples = samples.detach()
+    device = samples.device
+    if samples.shape[0] == 0:
         raise SkipMetric("no samples")
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(samples).all():
         raise SkipMetric("non-finite samples")
-    m = min(n, x.shape[0])
-    x = x[_perm(x.shape[0], ctx.generator, device)[:m]]
+    m = min(n, samples.shape[0])
+    x = samples[_perm(samples.shape[0], ctx.generator, device)[:m]].to(F64)  # the subset only, in float64
     ref = _reference_pool(ctx, 2 * m, device)
     idx = _perm(ref.shape[0], ctx.generator, device)
     ya, yb = ref[idx[:m]], ref[idx[m:2 * m]]
@@ -203,8 +205,8 @@ class Radius:
     higher_is_better = False
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        r = samples.detach().to(F64).norm(dim=-1)
-        ref = ctx.reference.detach().to(F64).norm(dim=-1)
+        r = norms64(samples)
+        ref = norms64(ctx.reference)
         if r.numel() == 0 or ref.numel() == 0:
             raise SkipMetric("radius needs samples and reference points")
         q = torch.quantile(r, torch.tensor([0.05, 0.5, 0.95], dtype=F64, device=r.device))
@@ -223,14 +225,14 @@ def nearest_distance(x: Tensor, points: Tensor) -> Tensor:
     (matrix-product formula, fast); the distance to the selected neighbour is then recomputed
     directly as ``||x - p||``, so a sample equal to a training point gets exactly 0.
     """
-    x = x.to(F64)
     points = points.to(device=x.device, dtype=F64)
     rows = max(1, min(x.shape[0], _NN_BLOCK_ELEMENTS // max(1, points.shape[0])))
     out = []
     for block in torch.split(x, rows):
+        block = block.to(F64)  # a block at a time: no float64 copy of all of x
         nearest = torch.cdist(block, points).argmin(dim=1)
         out.append((block - points[nearest]).norm(dim=-1))
-    return torch.cat(out) if out else x.new_zeros(0)
+    return torch.cat(out) if out else x.new_zeros(0, dtype=F64)
 
 
 class NearestTrain:

@@ -8,6 +8,8 @@ from bench_core import hookimpl
 from bench_core.errors import SkipMetric
 from bench_core.protocols import MetricContext
 
+from .float64_blocks import mean64, scatter64
+
 
 def gaussian_fit_kl(samples: Tensor, mean: Tensor, cov: Tensor) -> float:
     """KL( N(mu_hat, Sigma_hat) || N(mean, cov) ), in float64.
@@ -16,14 +18,13 @@ def gaussian_fit_kl(samples: Tensor, mean: Tensor, cov: Tensor) -> float:
     N(mean, cov), E[KL] = d(d+3)/(4n) + O(d^3/n^2): this finite-sample bias is part of
     every reported value.
     """
-    x = samples.detach().to(torch.float64)
-    n, d = x.shape
+    n, d = samples.shape
     if n <= d:
         raise SkipMetric(f"gaussian_kl needs more particles than dimensions (n={n}, d={d})")
-    mean, cov = mean.to(x), cov.to(x)
-    mu_hat = x.mean(0)
-    centered = x - mu_hat
-    sigma_hat = centered.T @ centered / (n - 1)
+    mean = mean.to(device=samples.device, dtype=torch.float64)
+    cov = cov.to(device=samples.device, dtype=torch.float64)
+    mu_hat = mean64(samples)
+    sigma_hat = scatter64(samples, mu_hat) / (n - 1)
     chol = torch.linalg.cholesky(cov)
     solved = torch.cholesky_solve(sigma_hat, chol)
     diff = (mean - mu_hat).unsqueeze(1)
@@ -57,10 +58,9 @@ class MeanError:
     higher_is_better = False
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> float:
-        x = samples.detach().to(torch.float64)
         mean = getattr(ctx.target, "mean", None)
-        mean = ctx.reference.to(x).mean(0) if mean is None else mean.to(x)
-        return float((x.mean(0) - mean).norm())
+        mean = mean64(ctx.reference) if mean is None else mean.to(device=samples.device, dtype=torch.float64)
+        return float((mean64(samples) - mean).norm())
 
 
 @hookimpl

@@ -1,0 +1,123 @@
+"""What users get: a cell through ``bench run``, metric costs, the memory of a 1e6-particle cell,
+the per-cell overhead of the harness and the speed-up of the process executor."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from bench_core.plugin_manager import get_registry
+from bench_core.protocols import MetricContext, TrainingData
+from bench_core.session import run_suite
+from bench_plugins.samplers.langevin import ULA
+from bench_plugins.scores.exact import ExactScore
+from bench_plugins.targets.gaussian import GaussianTarget
+
+from bench_helpers import D, best_seconds, normal_limit, record
+
+ONE_CELL = """
+[suite]
+name = "one_cell"
+seeds = [0]
+n_samples = {n}
+device = "cpu"
+
+[[targets]]
+name = "gaussian"
+params = {{ dim = 50, mean = 1.0 }}
+
+[[samplers]]
+name = "{sampler}"
+params = {{ n_steps = {steps} }}
+
+[[metrics]]
+name = "mean_error"
+"""
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_ula_through_bench_run(tmp_path):
+    """The cell's wall_s (initializer, sampler with the per-step divergence check, metric, NFE
+    counting) against drawing the same number of normals; divergence is checked after every step."""
+    n, steps = 100_000, 200
+    path = tmp_path / "one.toml"
+    path.write_text(ONE_CELL.format(n=n, sampler="ula", steps=steps))
+    run_suite(path, out=tmp_path / "out")  # warm: imports, plan
+    walls = []
+    for _ in range(3):
+        run_suite(path, out=tmp_path / "out", rerun=True)
+        walls.append(float(pd.read_csv(tmp_path / "out" / "results.csv")["wall_s"].iloc[0]))
+    rate = n * D * steps / min(walls)
+    record("ula through bench run (cell wall_s)", n, rate, "coord-steps/s", rate / normal_limit(n),
+           "divergence checked every step")
+
+
+def _context(n_ref: int = 5000) -> MetricContext:
+    generator = torch.Generator().manual_seed(0)
+    target = GaussianTarget(D, mean=1.0)
+    train = target.sample(1000, generator).float()
+    data = TrainingData(train, train, 1)
+    return MetricContext(target=target, reference=target.sample(n_ref, generator).float(),
+                         score=ExactScore(target, data), data=data, sampler=ULA(), generator=generator)
+
+
+@pytest.mark.parametrize("name", ["mean_error", "gaussian_kl", "score_error", "tv_classifier", "sinkhorn",
+                                  "energy", "radius", "nearest_train"])
+def test_metric_cost(name):
+    n = 5000
+    ctx = _context()
+    samples = ctx.target.sample(n, torch.Generator().manual_seed(3)).float()
+    metric = get_registry().create("metrics", name)
+    seconds = best_seconds(lambda: metric(samples, ctx), rounds=3)
+    record(f"metric {name}", n, seconds, "s per call")
+
+
+@pytest.mark.parametrize("sampler, steps", [("ula", 20), ("ddpm", 50), ("ddim", 20)])
+def test_peak_memory_of_a_million_particle_cell(tmp_path, sampler, steps):
+    """Peak resident memory of a whole ``bench run`` process (imports, plan, cell, store, report)."""
+    path = tmp_path / "big.toml"
+    path.write_text(ONE_CELL.format(n=1_000_000, sampler=sampler, steps=steps))
+    script = ("import resource, subprocess, sys; "
+              "r = subprocess.run([sys.executable, '-m', 'bench_core.cli', 'run', sys.argv[1], '--out', sys.argv[2]]); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_mib = int(done.stdout.strip().splitlines()[-1]) / 1024
+    record(f"peak RSS, {sampler} cell, n = 1e6, d = 50", 1_000_000, peak_mib, "MiB", None,
+           "limit 1536 MiB; particles alone 191 MiB")
+    assert peak_mib <= 1536
+
+
+def test_per_cell_overhead(tmp_path):
+    """1000 cells of 16 particles in 2-d, one ULA step each: the run's wall time per cell is the
+    harness's own cost (plan lookup, data, starts, NFE counting, store write, progress)."""
+    from test_scale import TINY  # the 1000-cell suite of tests/test_scale.py
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    start = time.perf_counter()
+    summary = run_suite(path, out=tmp_path / "out")
+    total = time.perf_counter() - start
+    assert summary.n_run == 1000
+    record("harness overhead per cell (local, 1000 tiny cells)", 1000, 1e3 * total / 1000, "ms per cell", None,
+           "includes plan, export and report of the whole run")
+
+
+def test_process_executor_speedup_on_robustness(tmp_path):
+    """robustness.toml under `local` and under `process --workers 2` on this machine."""
+    walls = {}
+    for executor, workers in (("local", 1), ("process", 2)):
+        start = time.perf_counter()
+        run_suite("suites/robustness.toml", out=tmp_path / executor, executor=executor, workers=workers)
+        walls[executor] = time.perf_counter() - start
+    ratio = walls["local"] / walls["process"]
+    record("robustness.toml: local / process --workers 2", 285, ratio, "x faster", None,
+           f"local {walls['local']:.0f} s, process {walls['process']:.0f} s")
+    a, b = (pd.read_csv(tmp_path / e / "results.csv").drop(columns=["wall_s"]) for e in ("local", "process"))
+    pd.testing.assert_frame_equal(a, b)
