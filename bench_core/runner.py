@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch import Tensor
 
+from .allocator import keep_freed_memory
 from .cost import CountingScore, sampler_diagnostics
 from .data import check_particles, make_reference, make_training_data
 from .errors import Diverged, SkipCell, SkipMetric
@@ -105,6 +106,7 @@ class CellRunner:
     """Runs the cells of one plan, caching what cells of the same seed share."""
 
     def __init__(self, plan: Plan) -> None:
+        keep_freed_memory()  # per-step temporaries reuse their pages (see bench_core.allocator)
         self.plan = plan
         self.suite = plan.suite
         self.registry = plan.registry

@@ -11,6 +11,7 @@ from bench_core import hookimpl
 from bench_core.params import positive_float, positive_int
 from bench_core.protocols import ScoreEstimate, StepCallback
 
+from .noise_blocks import BlockNoise
 from .ou_diffusion import OUDiffusion
 from .schedules import time_grid
 
@@ -25,14 +26,14 @@ def annealed_langevin(score: ScoreEstimate, x0: Tensor, *, times: Sequence[float
     ``callback(j, t_i, x)`` after every Langevin step ``j = 1 .. L * steps_per_level``.
     """
     x = x0.clone()
-    noise = torch.empty_like(x)
+    noise = BlockNoise(x)
     step = 0
     for t, a in zip((float(v) for v in times), (float(v) for v in step_sizes)):
         scale = math.sqrt(2.0 * a)
         for _ in range(steps_per_level):
             drift = score(x, t)
-            noise.normal_(generator=generator)
-            x.add_(drift, alpha=a).add_(noise, alpha=scale)
+            for xb, db, z in noise.blocks(x, drift, generator=generator):
+                xb.add_(db, alpha=a).add_(z, alpha=scale)
             step += 1
             if callback is not None:
                 callback(step, t, x)

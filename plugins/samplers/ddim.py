@@ -11,6 +11,7 @@ from bench_core import hookimpl
 from bench_core.params import nonnegative_float, positive_int
 from bench_core.protocols import ScoreEstimate, StepCallback
 
+from .noise_blocks import BlockNoise
 from .ou_diffusion import OUDiffusion, check_betas
 from .schedules import REFERENCE_LEVELS, evenly_spaced_levels, linear_beta_alpha_bars, ou_time
 
@@ -29,7 +30,7 @@ def ddim(score: ScoreEstimate, x0: Tensor, *, alpha_bars: Sequence[float], eta: 
     """
     ab = [float(v) for v in alpha_bars]
     x = x0.clone()
-    noise = torch.empty_like(x)
+    noise = BlockNoise(x) if eta > 0 else None  # eta = 0 draws nothing
     for step, i in enumerate(range(len(ab) - 1, -1, -1), start=1):
         now, prev = ab[i], (ab[i - 1] if i > 0 else 1.0)
         sigma = eta * math.sqrt((1.0 - prev) / (1.0 - now) * (1.0 - now / prev))
@@ -37,10 +38,13 @@ def ddim(score: ScoreEstimate, x0: Tensor, *, alpha_bars: Sequence[float], eta: 
         c_x = math.sqrt(prev / now)
         c_s = c_x * (1.0 - now) - math.sqrt(max(1.0 - prev - sigma**2, 0.0) * (1.0 - now))
         drift = score(x, ou_time(now))
-        x.mul_(c_x).add_(drift, alpha=c_s)
-        if sigma > 0.0:
-            noise.normal_(generator=generator)
-            x.add_(noise, alpha=sigma)
+        if noise is None:
+            x.mul_(c_x).add_(drift, alpha=c_s)
+        else:
+            for xb, db, z in noise.blocks(x, drift, generator=generator if sigma > 0.0 else None):
+                xb.mul_(c_x).add_(db, alpha=c_s)
+                if z is not None:
+                    xb.add_(z, alpha=sigma)
         if callback is not None:
             callback(step, ou_time(prev), x)
     return x

@@ -12,6 +12,7 @@ from bench_core import hookimpl
 from bench_core.params import choice, positive_float, positive_int
 from bench_core.protocols import ScoreEstimate, StepCallback
 
+from .noise_blocks import BlockNoise
 from .ou_diffusion import OUDiffusion, check_betas
 from .schedules import GRID_KINDS, linear_beta_alpha_bars, ou_time, time_grid
 
@@ -29,16 +30,17 @@ def ddpm_ancestral(score: ScoreEstimate, x0: Tensor, *, alpha_bars: Tensor, gene
     """
     ab = [float(v) for v in alpha_bars]
     x = x0.clone()
-    noise = torch.empty_like(x)
+    noise = BlockNoise(x)
     for step, k in enumerate(range(len(ab) - 1, -1, -1), start=1):
         previous = ab[k - 1] if k > 0 else 1.0
         alpha = ab[k] / previous
         beta = 1.0 - alpha
         drift = score(x, ou_time(ab[k]))
-        x.add_(drift, alpha=beta).div_(math.sqrt(alpha))
-        if k > 0:  # Algorithm 2 returns the mean of the last step (z = 0 at t = 1)
-            noise.normal_(generator=generator)
-            x.add_(noise, alpha=math.sqrt(beta))
+        # Algorithm 2 returns the mean of the last step (z = 0 at t = 1)
+        for xb, db, z in noise.blocks(x, drift, generator=generator if k > 0 else None):
+            xb.add_(db, alpha=beta).div_(math.sqrt(alpha))
+            if z is not None:
+                xb.add_(z, alpha=math.sqrt(beta))
         if callback is not None:
             callback(step, ou_time(previous), x)
     return x
@@ -55,12 +57,12 @@ def ou_exponential_integrator(score: ScoreEstimate, x0: Tensor, *, times: Tensor
     """
     grid = [float(v) for v in times]
     x = x0.clone()
-    noise = torch.empty_like(x)
+    noise = BlockNoise(x)
     for k in range(len(grid) - 1):
         h = grid[k] - grid[k + 1]
         drift = score(x, grid[k])
-        noise.normal_(generator=generator)
-        x.mul_(math.exp(h)).add_(drift, alpha=2.0 * math.expm1(h)).add_(noise, alpha=math.sqrt(math.expm1(2.0 * h)))
+        for xb, db, z in noise.blocks(x, drift, generator=generator):
+            xb.mul_(math.exp(h)).add_(db, alpha=2.0 * math.expm1(h)).add_(z, alpha=math.sqrt(math.expm1(2.0 * h)))
         if callback is not None:
             callback(k + 1, grid[k + 1], x)
     return x

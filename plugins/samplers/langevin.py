@@ -11,6 +11,8 @@ from bench_core import hookimpl
 from bench_core.params import positive_float, positive_int
 from bench_core.protocols import ScoreEstimate, StepCallback
 
+from .noise_blocks import BlockNoise
+
 
 def ula(score: ScoreEstimate, x0: Tensor, *, step_size: float, n_steps: int,
         generator: torch.Generator, callback: Optional[StepCallback] = None) -> Tensor:
@@ -20,12 +22,12 @@ def ula(score: ScoreEstimate, x0: Tensor, *, step_size: float, n_steps: int,
     queried at ``t = 0``. ``callback(k, k * h, x)`` sees the state after step k.
     """
     x = x0.clone()
-    noise = torch.empty_like(x)
+    noise = BlockNoise(x)
     scale = math.sqrt(2.0 * step_size)
     for k in range(1, n_steps + 1):
         drift = score(x, 0.0)
-        noise.normal_(generator=generator)
-        x.add_(drift, alpha=step_size).add_(noise, alpha=scale)
+        for xb, db, z in noise.blocks(x, drift, generator=generator):
+            xb.add_(db, alpha=step_size).add_(z, alpha=scale)
         if callback is not None:
             callback(k, k * step_size, x)
     return x
