@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="local", help="local | process | ray (default local)")
     run.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     run.add_argument("--rerun", action="store_true", help="recompute finished cells")
+    run.add_argument("--yes", action="store_true", help="run a grid above 100 000 cells")
+    run.add_argument("--force", action="store_true", help="write into a non-empty folder that holds no bench results")
     run.add_argument("--device", help="cpu | cuda | auto (overrides the suite)")
     run.add_argument("--address", help="with --executor ray: HOST:PORT of a Ray head (ray start --head), or auto")
     run.add_argument("--only", help="run a subset, e.g. sampler=ula,score=exact|ball_trap,target.mean=3")
@@ -29,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
                                                   "~/.cache/bench); sets BENCH_CACHE for the run and its workers")
     check = sub.add_parser("check", help="validate a suite and print its cell count")
     check.add_argument("suite")
+    check.add_argument("--yes", action="store_true", help="check a grid above 100 000 cells")
     lst = sub.add_parser("list", help="list registered components")
     lst.add_argument("kind", nargs="?", help=" | ".join(KINDS))
     lst.add_argument("-v", "--verbose", action="store_true", help="each component's params: type, default, meaning")
@@ -58,7 +61,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise BenchError("--cache needs a folder, e.g. --cache ~/bench-networks")
         os.environ["BENCH_CACHE"] = str(Path(args.cache).expanduser().resolve())  # inherited by workers
     summary = run_suite(args.suite, out=args.out, executor=args.executor, workers=workers, rerun=args.rerun,
-                        device=args.device, only=args.only, address=args.address)
+                        device=args.device, only=args.only, address=args.address, allow_large=args.yes,
+                        force=args.force)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()) if v)
     reused = f" ({summary.n_reused} reused kept samples: no sampler ran)" if summary.n_reused else ""
     print(f"{summary.n_cells} cells in suite; ran {summary.n_run}{reused}, {summary.n_skipped_finished} already "
@@ -74,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .session import plan_suite
 
-    plan = plan_suite(args.suite)
+    plan = plan_suite(args.suite, allow_large=args.yes)
     s = plan.suite
     sizes = ", ".join(f"{len(s.components[k])} {k}" for k in s.components)
     print(f"{s.path}: OK: suite '{s.name}', {len(plan.cells)} cells ({sizes}, {len(s.seeds)} seeds; "

@@ -5,7 +5,7 @@ The training set depends only on (seed, target) and the reference sample on
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -29,10 +29,17 @@ def make_reference(target: Target, target_spec: ComponentSpec, seed: int, n: int
     return target.sample(n, make_generator(seed, "reference", target_spec.key(), device=device))
 
 
-def check_particles(x: Any, n: int, dim: int, who: str) -> Tensor:
-    """Refuse a result that is not a ``[n, dim]`` tensor, naming the component that made it."""
+def check_particles(x: Any, n: int, dim: int, who: str, dtype: Optional[torch.dtype] = None,
+                    device: Optional[str] = None) -> Tensor:
+    """Refuse a result that is not a ``[n, dim]`` tensor of the suite's dtype on its device, naming the
+    component that made it."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who} returned {type(x).__name__}, expected a torch.Tensor of shape [{n}, {dim}]")
     if tuple(x.shape) != (n, dim):
         raise ValueError(f"{who} returned shape {list(x.shape)}, expected [{n}, {dim}]")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{who} returned {str(x.dtype).replace('torch.', '')} particles in a "
+                        f"{str(dtype).replace('torch.', '')} suite; keep the dtype of x0 (e.g. torch.empty_like(x0))")
+    if device is not None and x.device.type != torch.device(device).type:
+        raise TypeError(f"{who} returned particles on {x.device}, expected {device}; keep the device of x0")
     return x

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from .atomic_files import write_text_atomic
 from . import report_figures as figures
 from .contrast import bound_tag, contrast_tables, tv_metric_for
 from .errors import ResultsError
@@ -224,7 +225,7 @@ def render_html(run: RunResults) -> str:
 def write_html(run: RunResults, path: str | Path) -> Path:
     """Write ``render_html(run)`` to ``path`` (UTF-8) and return the path."""
     path = Path(path)
-    path.write_text(render_html(run), encoding="utf-8")
+    write_text_atomic(path, render_html(run))
     return path
 
 

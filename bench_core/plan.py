@@ -21,6 +21,7 @@ import torch
 
 from .errors import BenchError, PluginError, SuiteError, did_you_mean
 from .registry import SINGULAR, Registry
+from .resources import check_resources
 from .seeding import canonical_json
 from .suite import COMPONENT_TABLES, ComponentSpec, Suite
 from .suite_paths import suite_directory
@@ -78,6 +79,13 @@ def _package_modules(module_name: str, seen: set[str]) -> None:
 def code_version(factories: Iterable[Any]) -> str:
     """Hash of the source files that define the given factories (with the modules of their own
     package they import) and of the numeric core."""
+    return _code_version(tuple(factories))
+
+
+@lru_cache(maxsize=4096)
+def _code_version(factories: tuple) -> str:
+    # cached per combination of factories: a grid of many cells shares a handful of combinations,
+    # and hashing source files per cell made `bench check` of 100 000 seeds take two minutes
     core = Path(__file__).parent
     files = {str(core / name) for name in NUMERIC_CORE}
     for factory in factories:
@@ -99,6 +107,12 @@ def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` when absent is an error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError, TypeError):
+        raise SuiteError(f"device '{device}' is not a device; use cpu, cuda, cuda:N or auto") from None
+    if kind not in ("cpu", "cuda"):
+        raise SuiteError(f"device '{device}' is not supported; use cpu, cuda, cuda:N or auto") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SuiteError(f"device '{device}' was asked for but CUDA is not available; use device = \"cpu\" "
                          "or \"auto\"")
@@ -117,12 +131,49 @@ def _instantiate(suite: Suite, registry: Registry, spec: ComponentSpec, *args: A
         return registry.create(spec.kind, spec.name, *args, **spec.kwargs)
     except PluginError:
         raise
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # torch refusing an allocation or a size
+        raise SuiteError(f"{where}: [[{spec.kind}]] #{spec.index + 1} {SINGULAR[spec.kind]} '{spec.name}' could not "
+                         f"be built with params {json.dumps(spec.kwargs)}: {_first_line(exc)}; is a size too "
+                         "large?") from None
     except (ValueError, TypeError) as exc:
         key = next((k for k, _ in spec.params if f"'{k}'" in str(exc)), None)
         if key is not None:
             where = suite.where(spec.kind, spec.index, key)
         raise SuiteError(f"{where}: [[{spec.kind}]] #{spec.index + 1} {SINGULAR[spec.kind]} '{spec.name}' "
                          f"rejects its params {json.dumps(spec.kwargs)}: {exc}") from None
+
+
+def _check_metric_key(where: str, name: str, metrics: dict[str, Any]) -> None:
+    """``<metric>.<key>`` must be a key the metric declares it returns (``keys``; undeclared: any)."""
+    prefix = metric_prefix(name)
+    declared = getattr(metrics.get(prefix), "keys", None)
+    key = name[len(prefix) + 1:] if name.startswith(prefix + ".") else ""
+    if declared is None or not key or not isinstance(declared, (tuple, list)):
+        return
+    if not declared:
+        raise SuiteError(f"{where}: '{name}': metric '{prefix}' records one number, with no keys; write '{prefix}'")
+    if key not in declared:
+        raise SuiteError(f"{where}: '{name}': metric '{prefix}' records the keys {', '.join(declared)}, not "
+                         f"'{key}'{did_you_mean(key, declared)}")
+
+
+def _try_initializer(suite: Suite, spec: ComponentSpec, initializer: Any, target: Any, target_spec: ComponentSpec,
+                     data: Any) -> None:
+    """Draw two starting points: what only the target and the training set reveal (a point of the wrong
+    length, more distinct training points than n_train) is refused now, not in every cell."""
+    from .data import check_particles
+
+    try:
+        check_particles(initializer(2, target=target, data=data, generator=torch.Generator().manual_seed(0)),
+                        2, target.dim, f"initializer '{spec.name}'", torch.get_default_dtype())
+    except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+        raise SuiteError(f"{suite.where('initializers', spec.index)}: [[initializers]] #{spec.index + 1} "
+                         f"'{spec.name}' cannot start target {target_spec.label()}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def select_matches(cell: Cell, select: Iterable[tuple[str, Any]]) -> bool:
@@ -173,8 +224,30 @@ def metric_display_names(specs: list[ComponentSpec]) -> dict[ComponentSpec, str]
     return {m: m.name if counts[m.name] == 1 else m.label() for m in specs}
 
 
-def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None) -> "Plan":
-    """Validate every component against the registry and expand the grid into cells."""
+#: a suite of more cells than this is refused unless the user confirms it (``--yes``)
+MAX_CELLS = 100_000
+
+
+def count_cells(suite: Suite) -> int:
+    """Cells of the full grid before diffusion samplers drop the initializer axis (an upper bound)."""
+    total = len(suite.seeds)
+    for kind in ("targets", "scores", "initializers", "samplers"):
+        total *= len(suite.components[kind])
+    return total
+
+
+def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None,
+               allow_large: bool = False) -> "Plan":
+    """Validate every component against the registry and expand the grid into cells.
+
+    A grid above :data:`MAX_CELLS` cells is refused before anything is built unless ``allow_large``.
+    """
+    upper = count_cells(suite)
+    if upper > MAX_CELLS and not allow_large:
+        raise SuiteError(f"{suite.path}: the grid has up to {upper:,} cells ({len(suite.seeds)} seeds x "
+                         + " x ".join(f"{len(suite.components[k])} {k}" for k in
+                                      ("targets", "scores", "initializers", "samplers"))
+                         + f"), above {MAX_CELLS:,}; if you mean it, pass --yes")
     from .data import make_training_data  # local: data imports torch-heavy helpers
 
     device = resolve_device(device or suite.device)
@@ -182,6 +255,7 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
     for kind in ("targets", "initializers", "samplers", "metrics"):
         for spec in suite.components[kind]:
             built[kind][spec] = _instantiate(suite, registry, spec)
+    check_resources(suite, built["targets"], built["samplers"])
     dtype = getattr(torch, suite.dtype)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -191,6 +265,8 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
                 data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
                 for spec in suite.components["scores"]:
                     built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
+                for spec, initializer in built["initializers"].items():
+                    _try_initializer(suite, spec, initializer, target, target_spec, data)
     finally:
         torch.set_default_dtype(previous)
     metric_names = set(metric_display_names(suite.components["metrics"]).values()) | set(HARNESS_METRICS)
@@ -202,6 +278,16 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
     if suite.rank_by and metric_prefix(suite.rank_by) not in metric_names:
         raise SuiteError(f"{suite.where('suite', None, 'rank_by')}: rank_by '{suite.rank_by}' is not a metric "
                          f"of this suite (metrics: {', '.join(sorted(metric_names))})")
+    for entry in suite.leaderboard_metrics or ():
+        if metric_prefix(entry) not in metric_names:
+            raise SuiteError(f"{suite.where('suite', None, 'leaderboard_metrics')}: leaderboard_metrics names "
+                             f"'{entry}', which is not a metric of this suite (metrics: {', '.join(sorted(metric_names))})")
+    by_name = {name: built["metrics"][spec] for spec, name in metric_display_names(suite.components["metrics"]).items()}
+    named = [(suite.where("claims", c.index, "metric"), c.metric) for c in suite.claims]
+    named += [(suite.where("suite", None, "rank_by"), suite.rank_by)] if suite.rank_by else []
+    named += [(suite.where("suite", None, "leaderboard_metrics"), m) for m in suite.leaderboard_metrics or ()]
+    for where, name in named:
+        _check_metric_key(where, name, by_name)
     return Plan(suite, registry, device, built)
 
 

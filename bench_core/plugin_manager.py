@@ -74,6 +74,24 @@ def _check_hook_names(name: str, plugin: Any) -> None:
                 f"{did_you_mean(attr, KINDS.values())}; hooks are {', '.join(KINDS.values())}")
 
 
+MODULES_ENV = "BENCH_PLUGIN_MODULES"
+
+
+def _module_plugins(broken: dict[str, str]) -> list[tuple[str, Any, str, str]]:
+    """Modules named in ``BENCH_PLUGIN_MODULES`` (comma-separated import paths): a plugin used before it
+    is packaged, loaded like an entry point (and by every worker, which inherits the variable)."""
+    loaded = []
+    for name in filter(None, (n.strip() for n in os.environ.get(MODULES_ENV, "").split(","))):
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - one bad module must not take the others down
+            broken[name] = (f"plugin module '{name}' ({MODULES_ENV}) failed to import: {type(exc).__name__}: "
+                            f"{exc}; check the name and sys.path (PYTHONPATH)")
+            continue
+        loaded.append((name, module, getattr(module, "__version__", "?"), f"entry point of {MODULES_ENV}"))
+    return loaded
+
+
 def _entry_point_plugins(broken: dict[str, str]) -> list[tuple[str, Any, str, str]]:
     """Load entry points of group ``bench``: (name, module, version, source) each. One that fails to
     import is recorded in ``broken`` (name -> reason) instead: it must not take the other plugins down."""
@@ -119,7 +137,7 @@ def build_registry(extra: Iterable[ModuleType | Any] = (), *, entry_points: bool
     plugins: list[tuple[str, Any, str, str]] = [
         (mod, importlib.import_module(mod), version, "built-in") for mod in BUILTIN_MODULES]
     if entry_points:
-        plugins += _entry_point_plugins(registry.broken)
+        plugins += _entry_point_plugins(registry.broken) + _module_plugins(registry.broken)
     for obj in extra:
         name = getattr(obj, "__name__", type(obj).__name__)
         plugins.append((name, obj, getattr(obj, "__version__", "?"), "registered in code"))

@@ -74,7 +74,12 @@ class Sampler(Protocol):
 
 @runtime_checkable
 class Metric(Protocol):
-    """Scores a sample set; returns a float or a dict of named floats."""
+    """Scores a sample set; returns a float or a dict of named floats.
+
+    Optional ``keys``: the dict keys it returns (``()`` for a single float). When declared, ``bench
+    check`` refuses claims, ``rank_by`` and ``leaderboard_metrics`` naming another key, and the
+    conformance kit checks the declaration against what ``__call__`` returns.
+    """
 
     higher_is_better: bool
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .atomic_files import write_atomic
 from .errors import ResultsError
 from .plan import Plan
 from .stats import ci95_halfwidth
@@ -76,10 +77,10 @@ def tidy_tables(store: Store, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
 def write_tables(out_dir: Path, results: pd.DataFrame, trajectory: pd.DataFrame) -> list[Path]:
     """Write results.csv (always) and trajectory.csv (when there are checkpoint rows)."""
     paths = [out_dir / "results.csv"]
-    results.to_csv(paths[0], index=False, float_format="%.10g")
+    write_atomic(paths[0], lambda tmp: results.to_csv(tmp, index=False, float_format="%.10g"))
     if not trajectory.empty:
         paths.append(out_dir / "trajectory.csv")
-        trajectory.to_csv(paths[1], index=False, float_format="%.10g")
+        write_atomic(paths[1], lambda tmp: trajectory.to_csv(tmp, index=False, float_format="%.10g"))
     return paths
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .allocator import keep_freed_memory
+from .cell_timeout import CellTimeout, cell_deadline
 from .cost import CountingScore, sampler_diagnostics
 from .data import check_particles, make_reference, make_training_data
 from .errors import Diverged, SkipCell, SkipMetric
@@ -60,6 +61,7 @@ class CellResult:
     rows: list[MetricRow] = field(default_factory=list)
     keep: Optional[SamplesToKeep] = None  # the states to keep, when the suite keeps samples
     reused: bool = False  # the samples came from an earlier run: no sampler ran
+    traceback: str = ""  # of a failed cell: written to errors.log in the output folder
 
 
 def source_location(filename: str) -> str:
@@ -75,6 +77,16 @@ def source_location(filename: str) -> str:
         if best is None or len(rel.parts) < len(best.parts):
             best = rel
     return (best or path).as_posix()
+
+
+def failure_reason(exc: BaseException, phase: str) -> str:
+    """One line: where it happened, what, and the plugin file and line that raised it."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {source_location(frame.filename)}:{frame.lineno})" if frame else ""
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SystemExit):
+        what = f"exit status {exc.code!r}; a plugin must raise an exception, not call sys.exit"
+    return f"in {phase}: {type(exc).__name__}: {what}{where}"
 
 
 def all_finite(x: Tensor) -> bool:
@@ -140,37 +152,49 @@ class CellRunner:
         start = time.perf_counter()
         rows: list[MetricRow] = []
         keep: list[SamplesToKeep] = []
+        trace = ""
+        self._phase, self._step = "the harness", 0
         with numeric_context(self.dtype), suite_directory(self.suite.path):
             try:
-                self._run(cell, rows, progress, kept, keep)
+                with cell_deadline(self.suite.cell_timeout, lambda: self._step) as self._deadline:
+                    self._run(cell, rows, progress, kept, keep)
                 status, reason = "done", ""
+            except CellTimeout as exc:
+                status, reason = "failed", f"in {self._phase}: {exc}"
             except Diverged as exc:
                 status, reason = "diverged", str(exc)
             except SkipCell as exc:
                 status, reason = "skipped", str(exc) or "skipped by a component"
-            except Exception as exc:  # noqa: BLE001 - a broken cell is a recorded result
-                frame = traceback.extract_tb(exc.__traceback__)[-1]
-                status = "failed"
-                reason = f"{type(exc).__name__}: {exc} (at {source_location(frame.filename)}:{frame.lineno})"
+            except (KeyboardInterrupt, GeneratorExit):
+                raise  # the user stops the run: not a result of the cell
+            except BaseException as exc:  # noqa: BLE001 - a broken cell (even sys.exit in a plugin) is a result
+                status, reason = "failed", failure_reason(exc, self._phase)
+                trace = "".join(traceback.format_exception(exc))
         if status != "done":
             rows = [r for r in rows if r.step is not None]  # keep the trajectory measured so far
         wall = time.perf_counter() - start + (kept.sample_s if kept is not None else 0.0)
         return CellResult(cell.key, status, wall, reason, rows, keep[0] if keep and status == "done" else None,
-                          kept is not None)
+                          kept is not None, trace)
 
     def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress],
              kept: Optional[KeptSamples], keep: list[SamplesToKeep]) -> None:
         seed, n, device = cell.seed, self.suite.n_samples, self.plan.device
+        self._phase = f"target '{cell.target.name}'"
         target = self.target(cell.target)
+        self._phase = "the training data"
         data = self.data(cell.target, seed)
+        self._phase = f"score '{cell.score.name}'"
         score = self.score(cell.target, cell.score, seed)
+        self._phase = f"sampler '{cell.sampler.name}'"
         sampler = self.registry.create("samplers", cell.sampler.name, **cell.sampler.kwargs)
         init_spec = cell.initializer
+        self._phase = f"initializer '{init_spec.name}'"
         initializer = (self.registry.create("initializers", "standard_normal") if init_spec == PRIOR else
                        self.registry.create("initializers", init_spec.name, **init_spec.kwargs))
         init_gen = make_generator(seed, "init", cell.target.key(), init_spec.key(), device=device)
         x0 = check_particles(initializer(n, target=target, data=data, generator=init_gen), n, target.dim,
-                             f"initializer '{init_spec.name}'")
+                             f"initializer '{init_spec.name}'", self.dtype, device)
+        self._phase = "the metrics"
         metrics = [(m, self.registry.create("metrics", m.name, **m.kwargs)) for m in self.plan.metric_specs]
         sampler_gen = make_generator(seed, "sampler", cell.target.key(), cell.score.key(), init_spec.key(),
                                      cell.sampler.key(), device=device)
@@ -201,6 +225,8 @@ class CellRunner:
 
         def callback(step: int, t: float, x: Tensor) -> None:
             nonlocal cost_before
+            self._step = step
+            self._deadline.check()
             if not all_finite(x):
                 raise Diverged(f"non-finite particles at step {step} (t={t:g})")
             due = in_time.advance(step, t, x) if in_time.pending else []
@@ -214,8 +240,9 @@ class CellRunner:
             if progress is not None:
                 progress(step)
 
+        self._phase = f"sampler '{cell.sampler.name}'"
         samples = sampler.sample(counted, x0, generator=sampler_gen, callback=callback)
-        samples = check_particles(samples, n, target.dim, f"sampler '{cell.sampler.name}'")
+        samples = check_particles(samples, n, target.dim, f"sampler '{cell.sampler.name}'", self.dtype, device)
         if not bool(torch.isfinite(samples).all()):
             raise Diverged("non-finite particles in the final samples")
         if self.suite.keep_samples:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import execution
+from .atomic_files import write_text_atomic
 from .claims import ClaimOutcome, evaluate_claims
 from .errors import SuiteError, did_you_mean
+from .folder_lock import LOCK_NAME, run_lock
 from .kept_samples import SampleArchive, size_estimate
 from .plan import AXES, Cell, Plan, build_plan, select_matches
 from .plugin_manager import get_registry
@@ -73,9 +75,9 @@ def filter_cells(cells: list[Cell], only: Optional[str]) -> list[Cell]:
 
 
 def plan_suite(suite_path: str | Path, *, device: Optional[str] = None,
-               registry: Optional[Registry] = None) -> Plan:
+               registry: Optional[Registry] = None, allow_large: bool = False) -> Plan:
     """Parse and fully validate a suite (what ``bench check`` does)."""
-    return build_plan(parse_suite(suite_path), registry or get_registry(), device=device)
+    return build_plan(parse_suite(suite_path), registry or get_registry(), device=device, allow_large=allow_large)
 
 
 def _info(plan: Plan, outcomes: list[ClaimOutcome]) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def export(plan: Plan, store: Store, out_dir: Path) -> RunResults:
     outcomes = evaluate_claims(plan.suite.claims, results, trajectory)
     run = RunResults(results, trajectory, _info(plan, outcomes))
     write_tables(out_dir, results, trajectory)
-    (out_dir / "run.json").write_text(json.dumps(run.info, indent=2, default=str))
+    write_text_atomic(out_dir / "run.json", json.dumps(run.info, indent=2, default=str))
     for component in plan.registry.components("reporters"):
         reporter = plan.registry.create("reporters", component.name)
         reporter(run, out_dir)
@@ -106,19 +108,18 @@ def export(plan: Plan, store: Store, out_dir: Path) -> RunResults:
 def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, executor: str = "local",
               workers: int = 1, rerun: bool = False, device: Optional[str] = None, only: Optional[str] = None,
               progress: Optional[Progress] = None, registry: Optional[Registry] = None,
-              address: Optional[str] = None) -> RunSummary:
+              address: Optional[str] = None, allow_large: bool = False, force: bool = False) -> RunSummary:
     """Run a suite end to end and return its summary (files are written to ``out``)."""
     registry = registry or get_registry()
-    plan = plan_suite(suite_path, device=device, registry=registry)
-    out_dir = Path(out) if out else Path("reports") / plan.suite.name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_suite(suite_path, device=device, registry=registry, allow_large=allow_large)
+    out_dir = prepare_out_dir(Path(out) if out else Path("reports") / plan.suite.name, force=force)
     if address and executor != "ray":
         raise SuiteError(f"--address joins a Ray cluster; it needs --executor ray (got --executor {executor})")
     pool = registry.create("executors", executor, workers=workers, **({"address": address} if address else {}))
     cells = filter_cells(plan.cells, only)
     if not cells:
         raise SuiteError(f"--only '{only}' selects none of the {len(plan.cells)} cells of {plan.suite.path}")
-    with Store(out_dir / "results.sqlite") as store:
+    with run_lock(out_dir), Store(out_dir / "results.sqlite") as store:
         store.set_meta("suite", plan.suite.name)
         finished = set() if rerun else store.finished_keys()
         todo = [c for c in cells if c.key not in finished]
@@ -143,7 +144,9 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
             for task, result in pool.map(execution.run_task, tasks):
                 cell = by_key[task.key]
                 if not isinstance(result, CellResult):
-                    result = CellResult(cell.key, "failed", 0.0, f"{type(result).__name__}: {result}")
+                    result = CellResult(cell.key, "failed", 0.0, worker_failure(result))
+                if result.traceback:
+                    log_failure(out_dir, cell, result)
                 if result.keep is not None:  # the file first: a stored cell always has its samples
                     archive.save(cell.sample_key, result.keep)
                     result.keep = None
@@ -163,6 +166,40 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         statuses["metric_failed"] = metric_failed
     return RunSummary(out_dir, len(plan.cells), len(todo), len(cells) - len(todo), statuses,
                       run.info["_outcomes"], interrupted, n_reused)
+
+
+def prepare_out_dir(out_dir: Path, *, force: bool = False) -> Path:
+    """Create the output folder, refusing a file, an unusable path, or a non-empty folder that is not a
+    bench results folder (unless ``force``): a typo in --out must not scatter files among a user's own."""
+    where = f"--out {str(out_dir)[:120]!r}"
+    if out_dir.is_file():
+        raise SuiteError(f"{where} is a file; pass a folder")
+    ours = (out_dir / "results.sqlite").exists() or (out_dir / LOCK_NAME).exists()
+    if out_dir.is_dir() and not force and not ours and any(out_dir.iterdir()):
+        raise SuiteError(f"{where} is a non-empty folder that holds no bench results; choose a new or empty folder, "
+                         "or pass --force to write into it")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".bench-write-test"
+        probe.touch()
+        probe.unlink()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SuiteError(f"{where} cannot be used as the output folder: {reason}; pass a writable folder") from None
+    return out_dir
+
+
+def worker_failure(exc: BaseException) -> str:
+    """One line for a cell whose worker did not return a result (it died, or could not run it)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"the worker running it failed: {type(exc).__name__}: {text}"
+
+
+def log_failure(out_dir: Path, cell: Cell, result: CellResult) -> None:
+    """Append a failed cell's full traceback to ``<out>/errors.log`` (the store keeps one line)."""
+    with open(out_dir / "errors.log", "a", encoding="utf-8") as log:
+        log.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} cell {cell.id} {cell.label()}\n"
+                  f"{result.reason}\n{result.traceback}\n")
 
 
 def announce_kept_samples(plan: Plan, new: list[Cell], n_reused: int, archive: SampleArchive) -> None:

@@ -5,7 +5,9 @@ the table and the fix.
 """
 from __future__ import annotations
 
+import datetime
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,61 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool): NaN and infinities are never a meaningful setting."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...]" if text[0] == "[" else text[: limit - 3] + "..."
+
+
+def _is_folder_name(v: str) -> bool:
+    """The suite's name becomes reports/<name>/: no separators, no control or bidi characters, no '..'."""
+    return (0 < len(v) <= 100 and v not in (".", "..") and v.strip() == v
+            and all(c.isalnum() or c in "-_." for c in v) and v.isascii())
+
+
+MAX_GRID_POINTS = 100_000  # one component's grid; the whole suite's cells are limited in plan.py
+MAX_DEPTH = 12  # tables and arrays nested deeper than this are refused (suites need 4)
+
+
+def _read(path: Path, text: Optional[str]) -> str:
+    """The suite's text, refusing files that are not UTF-8 text."""
+    if text is not None:
+        return text
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SuiteError(f"suite file '{path}' not found; pass the path of a .toml suite "
+                         "(e.g. suites/smoke.toml)") from None
+    except IsADirectoryError:
+        raise SuiteError(f"'{path}' is a folder; pass the path of a .toml suite file") from None
+    except OSError as exc:
+        raise SuiteError(f"cannot read suite file '{path}': {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SuiteError(f"{path}:{line}: not a UTF-8 TOML file (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start}); save it as UTF-8 text") from None
+
+
+def _check_values(path: Path, node: Any, where: str = "", depth: int = 0) -> None:
+    """Refuse what no setting can be: dates and times, and nesting deeper than MAX_DEPTH."""
+    stack = [(node, where, depth)]
+    while stack:  # iterative: a hostile file must not exhaust the interpreter's stack
+        value, key, level = stack.pop()
+        if level > MAX_DEPTH:
+            raise SuiteError(f"{path}: '{key}' is nested more than {MAX_DEPTH} levels deep; no suite setting is")
+        if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+            raise SuiteError(f"{path}: '{key}' = {value.isoformat()} is a TOML date/time, which no setting "
+                             "accepts; write a number, or quote it as a string")
+        if isinstance(value, dict):
+            stack.extend((v, f"{key}.{k}" if key else str(k), level + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{key}[{i}]", level + 1) for i, v in enumerate(value))
 
 
 #: ``n_reference`` defaults to ``n_samples`` up to this many (metrics compare against a reference
@@ -35,7 +91,8 @@ def _is_number(v: Any) -> bool:
 DEFAULT_REFERENCE_CAP = 100_000
 # key -> (check, what it must be, default)
 SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
-    "name": (lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v, "a non-empty string without '/'", None),
+    "name": (lambda v: isinstance(v, str) and _is_folder_name(v),
+             "a folder name: 1 to 100 letters, digits and - _ . (not \".\" or \"..\")", None),
     "description": (lambda v: isinstance(v, str), "a string", ""),
     "seeds": (lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(s) and s >= 0 for s in v)
               and len(set(v)) == len(v), "a non-empty list of distinct integers >= 0", [0]),
@@ -52,6 +109,8 @@ SUITE_KEYS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "rank_by": (lambda v: isinstance(v, str) and v != "", "a metric name", None),
     "rank_at_equal_nfe": (lambda v: isinstance(v, bool), "true or false (rank samplers only against those with "
                           "the same number of score evaluations)", False),
+    "cell_timeout": (lambda v: _is_number(v) and v > 0, "a number of seconds > 0 (a cell running longer is "
+                     "ended and recorded failed)", None),
     "keep_samples": (lambda v: isinstance(v, bool) or v in ("float32", "float16"),
                      "true, false, \"float32\" or \"float16\" (keep each cell's final samples so that adding a "
                      "metric does not resample; true keeps them in the suite's dtype)", False),
@@ -150,6 +209,7 @@ class Suite:
     rank_by: Optional[str]
     rank_at_equal_nfe: bool = False
     keep_samples: Optional[str] = None  # storage dtype of kept samples, None: not kept
+    cell_timeout: Optional[float] = None  # seconds; None: no limit
     components: dict[str, list[ComponentSpec]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
@@ -181,7 +241,7 @@ def _settings(path: Path, loc: Locator, raw: dict, table: str, schema: dict) -> 
         check, what, _ = schema[key]
         if not check(value):
             raise SuiteError(f"{_where(path, loc, table, None, key)}: [{table}] {key} must be {what}, "
-                             f"got {value!r}")
+                             f"got {_shown(value)}")
         out[key] = value
     for key, (_, _, default) in schema.items():
         out.setdefault(key, default)
@@ -204,11 +264,11 @@ def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list
     for key, value in (("params", params), ("grid", grid)):
         if not isinstance(value, dict):
             raise SuiteError(f"{_where(path, loc, kind, index, key)}: {label} '{name}': {key} must be a "
-                             f"table such as {key} = {{ x = 1 }}, got {value!r}")
+                             f"table such as {key} = {{ x = 1 }}, got {_shown(value)}")
     for axis, values in grid.items():
         if not isinstance(values, list):
             raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
-                             f"must be a list of values, got {values!r}")
+                             f"must be a list of values, got {_shown(values)}")
         if not values:
             raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
                              "is empty; give it at least one value or remove it")
@@ -216,6 +276,11 @@ def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list
             raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': '{axis}' is both "
                              "in params and in grid; keep one")
     axes = list(grid)
+    points = math.prod(len(grid[a]) for a in axes)
+    if points > MAX_GRID_POINTS:
+        raise SuiteError(f"{where}: {label} '{name}': the grid has {points:,} points ("
+                         + " x ".join(f"{len(grid[a])} {a}" for a in axes) + f"), above {MAX_GRID_POINTS:,} for one "
+                         "component; split it over several suites")
     specs = []
     for point in itertools.product(*(grid[a] for a in axes)):
         merged = {**params, **dict(zip(axes, point))}
@@ -255,7 +320,7 @@ def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
     for key, check, what in checks:
         if key in entry and not check(entry[key]):
             raise SuiteError(f"{_where(path, loc, 'claims', index, key)}: {label} {key} must be {what}, "
-                             f"got {entry[key]!r}")
+                             f"got {_shown(entry[key])}")
     if "compare" in entry and "versus" not in entry:
         raise SuiteError(f"{_where(path, loc, 'claims', index, 'compare')}: {label} compare needs versus = {{ ... }}, "
                          "the configuration to compare with")
@@ -284,17 +349,14 @@ def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
     file); ``path`` then only names it in messages and anchors relative paths in params.
     """
     path = Path(path)
-    try:
-        text = path.read_text() if text is None else text
-    except FileNotFoundError:
-        raise SuiteError(f"suite file '{path}' not found; pass the path of a .toml suite "
-                         "(e.g. suites/smoke.toml)") from None
-    except OSError as exc:
-        raise SuiteError(f"cannot read suite file '{path}': {exc.strerror}") from None
+    text = _read(path, text)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise SuiteError(f"{path}: invalid TOML: nested more than {MAX_DEPTH} levels deep") from None
+    _check_values(path, raw)
     loc = Locator(text)
     for key in raw:
         if key not in TOP_LEVEL:
@@ -336,6 +398,7 @@ def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
                  checkpoints_t=sorted(set(float(t) for t in settings["checkpoints_t"])), n_train=data["n_train"],
                  duplicate=data["duplicate"], rank_by=settings["rank_by"],
                  rank_at_equal_nfe=settings["rank_at_equal_nfe"], components=components,
+                 cell_timeout=settings["cell_timeout"],
                  keep_samples=(settings["dtype"] if settings["keep_samples"] is True
                                else settings["keep_samples"] or None),
                  claims=claims, exclusions=exclusions, leaderboard_metrics=settings["leaderboard_metrics"],

@@ -271,7 +271,8 @@ def check_metric(metric: Any, *, dim: int = 2, n: int = 500, seed: int = 0) -> N
     """Check a Metric on fresh samples of ``N(1, I_dim)`` against a reference sample.
 
     ``higher_is_better`` must be a bool; the value a finite float or a non-empty dict of finite
-    floats with str keys; the samples unchanged; the value identical for a context generator
+    floats with str keys, exactly the ``keys`` the metric declares if it declares them; the samples
+    unchanged; the value identical for a context generator
     with the same seed. ``SkipMetric`` (metric not applicable to a Gaussian) propagates.
 
     Parameters
@@ -296,6 +297,11 @@ def check_metric(metric: Any, *, dim: int = 2, n: int = 500, seed: int = 0) -> N
     else:
         _require(_finite_real(value), who, f"returned {value!r} ({type(value).__name__}), not a finite "
                  "float", "return float(value) (not a tensor), or a dict of floats")
+    declared = getattr(metric, "keys", None)
+    if declared is not None:  # the keys bench check validates claims against must be the ones returned
+        returned = tuple(value) if isinstance(value, dict) else ()
+        _require(set(returned) == set(declared), who, f"declares keys {tuple(declared)!r} but returned "
+                 f"{returned!r}", "make `keys` list exactly the dict keys __call__ returns (() for a float)")
     again = metric(samples, _metric_inputs(dim, n, seed)[1])
     _require(again == value, who, f"is not deterministic: {value!r} then {again!r} with the same seed",
              "draw every random number from ctx.generator")

@@ -192,7 +192,7 @@ def test_a_failing_cell_names_the_module_path_and_line(write_suite, tmp_path, mo
                                            'name = "broken_sampler"'))
     run_suite(suite, out=tmp_path / "out", registry=registry)
     reason = pd.read_csv(tmp_path / "out" / "results.csv")["reason"].iloc[0]
-    assert reason == "RuntimeError: boom (at my_pkg/samplers.py:8)"
+    assert reason == "in sampler 'broken_sampler': RuntimeError: boom (at my_pkg/samplers.py:8)"
 
 
 def test_nfe_counts_the_samplers_score_evaluations_and_diagnostics_are_recorded(write_suite, tmp_path):

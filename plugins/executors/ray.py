@@ -21,7 +21,7 @@ from bench_core.artifact_cache import install_entry, pack_entry
 from bench_core.errors import ComponentError
 
 #: environment variables a worker must see as the driver does (cache of trained networks, plugin filter)
-FORWARDED_ENV = ("BENCH_CACHE", "BENCH_PLUGINS", "XDG_CACHE_HOME")
+FORWARDED_ENV = ("BENCH_CACHE", "BENCH_PLUGINS", "BENCH_PLUGIN_MODULES", "XDG_CACHE_HOME")
 INSTALL = "pip install 'bench[ray]' (or pip install -e \".[ray]\" in a checkout)"
 
 
@@ -61,8 +61,8 @@ class RayExecutor:
         try:
             if self.address:
                 ray.init(address=self.address, **options)
-            else:
-                ray.init(num_cpus=self.workers, **options)
+            else:  # "local": a new Ray for this run, even if a cluster was started on this machine
+                ray.init(address="local", num_cpus=self.workers, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
             raise ComponentError(f"executor 'ray' could not start or join {where}: {str(exc).splitlines()[0]}; "

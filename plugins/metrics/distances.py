@@ -119,6 +119,7 @@ class Sinkhorn:
     """
 
     higher_is_better = False
+    keys = ("value", "null")  # returned by __call__ (checked by bench check)
 
     def __init__(self, p: int = 2, blur: float = 0.01, n: int = 500, scaling: float = 0.9) -> None:
         if p not in (1, 2) or isinstance(p, bool):
@@ -168,6 +169,7 @@ class Energy:
     """
 
     higher_is_better = False
+    keys = ("value", "null")  # returned by __call__ (checked by bench check)
 
     def __init__(self, n: int = 2000) -> None:
         self.n = positive_int("n", n)
@@ -203,6 +205,7 @@ class Radius:
     """
 
     higher_is_better = False
+    keys = ("mean", "q05", "q50", "q95", "ref_mean", "ref_q50", "rel_gap")  # returned by __call__ (checked by bench check)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         r = norms64(samples)
@@ -256,6 +259,7 @@ class NearestTrain:
     """
 
     higher_is_better = True
+    keys = ("ratio", "median", "ref_median")  # returned by __call__ (checked by bench check)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         data = ctx.data

@@ -41,6 +41,7 @@ class GaussianKL:
     """KL of the full-covariance Gaussian fit of the samples to a Gaussian target."""
 
     higher_is_better = False
+    keys = ()  # returned by __call__ (checked by bench check)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> float:
         cov = getattr(ctx.target, "cov", None)
@@ -56,6 +57,7 @@ class MeanError:
     reference sample when the target does not expose ``mean``."""
 
     higher_is_better = False
+    keys = ()  # returned by __call__ (checked by bench check)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> float:
         mean = getattr(ctx.target, "mean", None)

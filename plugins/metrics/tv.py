@@ -120,6 +120,7 @@ class TVWitness:
     """
 
     higher_is_better = True
+    keys = ("estimate", "lower", "p_samples", "p_target")  # returned by __call__ (checked by bench check)
 
     def __init__(self, confidence: float = 0.95, n_mass: int = 100_000, witness: Optional[str] = None,
                  witness_params: Optional[dict] = None) -> None:
@@ -272,6 +273,7 @@ class TVClassifier:
     """
 
     higher_is_better = True
+    keys = ("acc", "lower")  # returned by __call__ (checked by bench check)
 
     def __init__(self, hidden: int = 64, epochs: int = 200, lr: float = 1e-2, max_n: int = 4000,
                  confidence: float = 0.95) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench_core import hookimpl
+from bench_core.atomic_files import write_text_atomic
 from bench_core.contrast import contrast_markdown
 from bench_core.leaderboard import leaderboard_markdown
 from bench_core.results import RunResults
@@ -14,7 +15,7 @@ class MarkdownLeaderboard:
 
     def __call__(self, run: RunResults, out_dir: Path) -> list[Path]:
         path = Path(out_dir) / "leaderboard.md"
-        path.write_text(leaderboard_markdown(run))
+        write_text_atomic(path, leaderboard_markdown(run))
         return [path]
 
 
@@ -27,7 +28,7 @@ class MarkdownContrast:
         if not text:
             return []
         path = Path(out_dir) / "contrast.md"
-        path.write_text(text)
+        write_text_atomic(path, text)
         return [path]
 
 

@@ -61,6 +61,59 @@ class StartMean:
         return {"x0": float(ctx.x0[:, 0].double().mean()), "train": float(ctx.data.train[:, 0].double().mean())}
 
 
+class Faulty:
+    """One sampler per fault: ``fault`` = exit | float64 | shape | list | device | alloc | nan_at | die |
+    sleep | spin | slow_steps."""
+
+    family = "langevin"
+
+    def __init__(self, fault: str = "exit", step: int = 3) -> None:
+        self.fault, self.step = fault, step
+
+    def sample(self, score, x0, *, generator, callback=None):
+        import sys
+
+        import torch
+
+        x = x0.clone()
+        if self.fault == "exit":
+            sys.exit(3)
+        if self.fault == "float64":
+            return x.double()
+        if self.fault == "shape":
+            return x[:, :1]
+        if self.fault == "list":
+            return x.tolist()
+        if self.fault == "device":
+            return x.to("meta")
+        if self.fault == "alloc":
+            torch.empty(1 << 62, dtype=torch.uint8)  # far beyond any machine
+        if self.fault == "die":
+            import os
+
+            os._exit(7)  # the worker process dies mid-cell
+        if self.fault == "sleep":
+            import time
+
+            time.sleep(3600)
+        if self.fault == "spin":
+            while True:  # busy, never calls back
+                pass
+        if self.fault == "slow_steps":
+            import time
+
+            for k in range(1, 10 ** 6):
+                time.sleep(0.01)
+                if callback is not None:
+                    callback(k, float(k), x)
+        for k in range(1, 6):
+            if self.fault == "nan_at" and k == self.step:
+                x[0, 0] = float("nan")
+            if callback is not None:
+                callback(k, float(k), x)
+        return x
+
+
 def strict_sampler(step_size: float = 0.1):
     if step_size <= 0:
         raise ValueError(f"parameter 'step_size' must be > 0, got {step_size}")
@@ -74,6 +127,7 @@ def register_samplers(register):
     register("toy_skipping", Skipping, description="skips")
     register("toy_identity", Identity, description="returns its start")
     register("toy_strict", strict_sampler, description="rejects step_size <= 0")
+    register("toy_faulty", Faulty, description="one injected fault per instance")
 
 
 @hookimpl

@@ -1,0 +1,188 @@
+"""Faults injected one at a time: each cell ends failed or diverged with a one-line reason naming
+the component, the run goes on, nothing is lost; exports are atomic; one run per output folder."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench_core.atomic_files import write_atomic
+from bench_core.errors import BenchError
+from bench_core.folder_lock import run_lock
+from bench_core.session import run_suite
+from conftest import BASE_SUITE
+
+FAULTS = """
+[[samplers]]
+name = "toy_faulty"
+grid = { fault = ["exit", "float64", "shape", "list", "device", "alloc", "nan_at"] }
+"""
+
+
+def test_every_injected_sampler_fault_is_a_recorded_cell(write_suite, tmp_path, toy_registry):
+    path = write_suite(BASE_SUITE.replace('seeds = [0, 1]', 'seeds = [0]') + FAULTS)
+    summary = run_suite(path, out=tmp_path / "out", registry=toy_registry)
+    assert summary.exit_code == 1  # the run went on and says cells failed
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    errors = results[results["metric"] == "error"].copy()
+    errors["fault"] = errors["sampler_params"].str.extract(r"\"fault\":\s*\"(\w+)\"")[0]
+    reason = dict(zip(errors["fault"], errors["reason"]))
+    status = dict(zip(errors["fault"], errors["status"]))
+    assert set(reason) == {"exit", "float64", "shape", "list", "device", "alloc", "nan_at"}
+    assert all("\n" not in r for r in reason.values())
+    assert "sys.exit" in reason["exit"] and "sampler 'toy_faulty'" in reason["exit"]
+    assert "float64 particles in a float32 suite" in reason["float64"]
+    assert "shape [200, 1], expected [200, 3]" in reason["shape"]
+    assert "returned list" in reason["list"]
+    assert "on meta, expected cpu" in reason["device"]
+    assert "toy_plugins.py" in reason["alloc"]  # the plugin's file and line
+    assert status["nan_at"] == "diverged" and "step 3" in reason["nan_at"]
+    # the exact sampler of the same suite is unaffected; full tracebacks are in errors.log
+    assert (results[(results["sampler"] == "ula") & (results["metric"] == "mean_error")]["status"] == "done").all()
+    log = (tmp_path / "out" / "errors.log").read_text()
+    assert log.count("=== ") == 6 and "Traceback (most recent call last)" in log
+
+
+def test_an_interrupted_export_leaves_the_old_file(tmp_path):
+    target = tmp_path / "results.csv"
+    target.write_text("old,complete\n")
+
+    def killed_midway(tmp):
+        tmp.write_text("new,half")
+        raise KeyboardInterrupt  # as a kill during the write would
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, killed_midway)
+    assert target.read_text() == "old,complete\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temporary left behind
+    write_atomic(target, lambda tmp: tmp.write_text("new,complete\n"))
+    assert target.read_text() == "new,complete\n"
+
+
+def test_a_second_run_on_the_same_folder_refuses_at_once(write_suite, tmp_path):
+    path = write_suite()
+    out = tmp_path / "out"
+    out.mkdir()
+    with run_lock(out):  # a first run holds the folder
+        start = time.monotonic()
+        second = subprocess.run([sys.executable, "-m", "bench_core.cli", "run", str(path), "--out", str(out)],
+                                capture_output=True, text=True, timeout=120)
+        assert time.monotonic() - start < 60
+    assert second.returncode == 2
+    line = second.stderr.strip().splitlines()[-1]
+    assert str(out) in line and f"pid {os.getpid()}" in line
+    assert not (out / "results.sqlite").exists()  # it touched nothing
+    # the other order: the in-process run refuses while a subprocess run holds the folder
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from bench_core.folder_lock import run_lock\n"
+                               "with run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+                               str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BenchError, match=f"pid {holder.pid}"):
+            run_suite(path, out=out)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # a holder killed by SIGKILL leaves no stale lock: the run proceeds and completes
+    summary = run_suite(path, out=out)
+    assert summary.statuses == {"done": 2}
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+TIMEOUTS = BASE_SUITE.replace("seeds = [0, 1]", "seeds = [0]\ncell_timeout = 1") + """
+[[samplers]]
+name = "toy_faulty"
+grid = { fault = ["sleep", "spin", "slow_steps"] }
+"""
+PLUGIN_ENV = {"BENCH_PLUGIN_MODULES": "toy_plugins"}
+
+
+def _bench(args, tmp_path, **popen):
+    env = {**os.environ, **PLUGIN_ENV,
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    return [sys.executable, "-m", "bench_core.cli", *args], env
+
+
+def _timeout_reasons(out):
+    results = pd.read_csv(out / "results.csv")
+    errors = results[results["metric"] == "error"]
+    reasons = dict(zip(errors["sampler_params"].str.extract(r"\"fault\":\s*\"(\w+)\"")[0], errors["reason"]))
+    assert (results[results["sampler"] == "ula"]["status"] == "done").all()
+    return reasons
+
+
+def test_cell_timeout_ends_hung_cells_locally(write_suite, tmp_path, toy_registry):
+    path = write_suite(TIMEOUTS)
+    start = time.monotonic()
+    run_suite(path, out=tmp_path / "out", registry=toy_registry)
+    assert time.monotonic() - start < 60  # three hung cells, one second each, not an hour
+    reasons = _timeout_reasons(tmp_path / "out")
+    assert set(reasons) == {"sleep", "spin", "slow_steps"}
+    assert all("exceeded cell_timeout = 1 s" in r for r in reasons.values()), reasons
+    step = int(reasons["slow_steps"].rsplit("at step ", 1)[1].split()[0])
+    assert step > 10  # it stepped for a second before it was ended
+
+
+def test_cell_timeout_and_a_dying_worker_under_the_process_executor(write_suite, tmp_path):
+    path = write_suite(TIMEOUTS.replace('"sleep", "spin", "slow_steps"', '"sleep", "spin", "slow_steps", "die"'))
+    cmd, env = _bench(["run", str(path), "--out", str(tmp_path / "out"), "--executor", "process", "--workers", "2"],
+                      tmp_path)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]  # cells failed; the run finished
+    reasons = _timeout_reasons(tmp_path / "out")
+    assert all("exceeded cell_timeout = 1 s" in reasons[f] for f in ("sleep", "spin", "slow_steps")), reasons
+    assert "worker process died twice" in reasons["die"], reasons
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+SLOW = BASE_SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4, 5]") + """
+[[samplers]]
+name = "toy_faulty"
+params = { fault = "slow_steps" }
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_no_worker_outlives_an_interrupted_or_killed_run(write_suite, tmp_path, signum):
+    path = write_suite(SLOW.replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1, 2, 3, 4, 5]\ncell_timeout = 120"))
+    out = tmp_path / "out"
+    cmd, env = _bench(["run", str(path), "--out", str(out), "--executor", "process", "--workers", "2"], tmp_path)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the fast cells are stored and the slow ones run
+        if (out / "results.sqlite").exists():
+            with sqlite3.connect(out / "results.sqlite") as conn:
+                if conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0] >= 2:
+                    break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signum) if signum == signal.SIGINT else proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130, err[-2000:]
+        assert "run the same command again to resume" in err
+        assert "Traceback" not in err
+    for _ in range(20):  # the workers notice within a second or two
+        if not _group_alive(proc.pid):
+            break
+        time.sleep(0.5)
+    assert not _group_alive(proc.pid), "a worker outlived the run"
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0] >= 2  # finished cells kept
