@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
+from .errors import ResultsError
 from .plan import AXES, Cell
 from .runner import CellResult, MetricRow
 from .seeding import canonical_json
@@ -30,6 +31,8 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 """
+#: 1: the first release; 2: sample_key, metric_key and metric_base columns (added to older stores)
+SCHEMA_VERSION = 2
 # columns added after the first release: older stores get them (empty) when opened
 _ADDED_COLUMNS = {"cells": ("sample_key",), "metrics": ("metric_key", "metric_base")}
 _CELL_COLUMNS = ("key", "cell", "target", "score", "initializer", "sampler", "seed", "target_params", "score_params",
@@ -49,11 +52,23 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        self._check_schema()
         for table, columns in _ADDED_COLUMNS.items():
             have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
             for column in columns:
                 if column not in have:
                     self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT DEFAULT ''")
+
+    def _check_schema(self) -> None:
+        """Refuse a store written by a newer bench (unknown layout); stamp older or new ones as ours."""
+        row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        found = json.loads(row[0]) if row else 1
+        if found > SCHEMA_VERSION:
+            self.conn.close()
+            raise ResultsError(f"{self.path} was written by a newer bench (store schema {found}; this bench "
+                               f"reads up to {SCHEMA_VERSION}); upgrade bench, or pass another --out")
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.conn.close()
@@ -65,9 +80,12 @@ class Store:
         self.close()
 
     def finished_keys(self) -> set[str]:
-        """Keys of cells whose outcome is final."""
+        """Keys of cells whose outcome is final: a cell with a failed metric is run again (a metric that
+        raised, e.g. out of memory, may succeed next time; the others are recomputed identically)."""
         marks = ",".join("?" * len(FINAL))
-        return {k for (k,) in self.conn.execute(f"SELECT key FROM cells WHERE status IN ({marks})", FINAL)}
+        final = {k for (k,) in self.conn.execute(f"SELECT key FROM cells WHERE status IN ({marks})", FINAL)}
+        failed = {k for (k,) in self.conn.execute("SELECT DISTINCT key FROM metrics WHERE status = 'failed'")}
+        return final - failed
 
     def write(self, cell: Cell, result: CellResult) -> None:
         """Record a cell and its metrics atomically (replacing an earlier attempt)."""

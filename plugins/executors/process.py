@@ -3,8 +3,8 @@
 At most ``workers`` cells are in flight at once, so that a Ctrl-C throws away no queued work and a
 dead worker has few suspects. When a worker process dies (killed, out of memory, ``os._exit`` in a
 plugin), Python's pool breaks and every cell in flight is lost with it: the pool is replaced, and
-each of those cells runs once more, alone, so that the one that kills its worker is found and
-recorded ``failed`` while the others complete. Workers watch the driver and exit within a second
+each of those cells runs again alone, where a death is its own. A cell is retried once after its
+worker died running it alone, and recorded ``failed`` if it dies alone again; the others complete. Workers watch the driver and exit within a second
 of its death, so none outlives a killed run.
 """
 from __future__ import annotations
@@ -57,6 +57,7 @@ class ProcessExecutor:
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         queue = deque(tasks)
         suspects: deque = deque()  # in flight when a worker died: each runs again, alone
+        deaths: dict[int, int] = {}  # deaths of a task's worker while it ran alone
         pool = self._pool(self.workers)
         pending: dict = {}
         try:
@@ -81,9 +82,10 @@ class ProcessExecutor:
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = self._pool(self.workers)
                     for task, alone in broken:
-                        if alone:
-                            yield task, WorkerDied("its worker process died twice, the second time running "
-                                                   "it alone (killed, out of memory, or os._exit in a plugin)")
+                        deaths[id(task)] = deaths.get(id(task), 0) + alone  # only a death alone is its own
+                        if deaths[id(task)] >= 2:
+                            yield task, WorkerDied("its worker process died twice while running it alone "
+                                                   "(killed, out of memory, or os._exit in a plugin)")
                         else:
                             suspects.append(task)
         finally:

@@ -63,12 +63,12 @@ class StartMean:
 
 class Faulty:
     """One sampler per fault: ``fault`` = exit | float64 | shape | list | device | alloc | nan_at | die |
-    sleep | spin | slow_steps."""
+    sleep | spin | slow_steps | die_once (needs ``marker``, a file path)."""
 
     family = "langevin"
 
-    def __init__(self, fault: str = "exit", step: int = 3) -> None:
-        self.fault, self.step = fault, step
+    def __init__(self, fault: str = "exit", step: int = 3, marker: str = "") -> None:
+        self.fault, self.step, self.marker = fault, step, marker
 
     def sample(self, score, x0, *, generator, callback=None):
         import sys
@@ -92,6 +92,12 @@ class Faulty:
             import os
 
             os._exit(7)  # the worker process dies mid-cell
+        if self.fault == "die_once":  # dies the first time (leaving a marker file), succeeds when retried
+            import os
+
+            if not os.path.exists(self.marker):
+                open(self.marker, "w").close()
+                os._exit(7)
         if self.fault == "sleep":
             import time
 
