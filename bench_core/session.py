@@ -172,13 +172,13 @@ def prepare_out_dir(out_dir: Path, *, force: bool = False) -> Path:
     """Create the output folder, refusing a file, an unusable path, or a non-empty folder that is not a
     bench results folder (unless ``force``): a typo in --out must not scatter files among a user's own."""
     where = f"--out {str(out_dir)[:120]!r}"
-    if out_dir.is_file():
-        raise SuiteError(f"{where} is a file; pass a folder")
-    ours = (out_dir / "results.sqlite").exists() or (out_dir / LOCK_NAME).exists()
-    if out_dir.is_dir() and not force and not ours and any(out_dir.iterdir()):
-        raise SuiteError(f"{where} is a non-empty folder that holds no bench results; choose a new or empty folder, "
-                         "or pass --force to write into it")
     try:
+        if out_dir.is_file():
+            raise SuiteError(f"{where} is a file; pass a folder")
+        ours = (out_dir / "results.sqlite").exists() or (out_dir / LOCK_NAME).exists()
+        if out_dir.is_dir() and not force and not ours and any(out_dir.iterdir()):
+            raise SuiteError(f"{where} is a non-empty folder that holds no bench results; choose a new or empty "
+                             "folder, or pass --force to write into it")
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".bench-write-test"
         probe.touch()

@@ -2,6 +2,7 @@
 the component, the run goes on, nothing is lost; exports are atomic; one run per output folder."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -236,3 +237,32 @@ def test_a_store_from_a_newer_bench_is_refused_with_the_versions(write_suite, tm
         conn.execute("UPDATE meta SET value = '99' WHERE name = 'schema'")
     with pytest.raises(BenchError, match="newer bench .*schema 99.* up to 2"):
         run_suite(path, out=tmp_path / "out")
+
+
+def test_out_must_be_new_empty_or_a_results_folder(write_suite, tmp_path):
+    from bench_core import cli
+
+    path = write_suite()
+    mine = tmp_path / "my_thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("precious")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for out, fragment in [(mine, "holds no bench results"), (a_file, "is a file"),
+                          (tmp_path / ("n" * 300), "cannot be used as the output folder"),
+                          (str(tmp_path / "a\0b"), "cannot be used as the output folder")]:
+        with pytest.raises(BenchError, match=fragment):
+            run_suite(path, out=out)
+    assert sorted(p.name for p in mine.iterdir()) == ["chapter1.tex"]  # nothing written there
+    assert cli.main(["run", str(path), "--out", str(mine), "--force"]) == 0  # asked for explicitly
+    assert (mine / "results.csv").exists() and (mine / "chapter1.tex").read_text() == "precious"
+    assert run_suite(path, out=mine).n_skipped_finished == 2  # now a results folder: resumes
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "x\u202eevil", "bell\u0007", "n" * 101, " padded"])
+def test_a_suite_name_must_be_a_safe_folder_name(write_suite, name):
+    from bench_core.suite import parse_suite
+
+    path = write_suite(BASE_SUITE.replace('name = "t"', f"name = {json.dumps(name)}"))
+    with pytest.raises(BenchError, match="name must be a folder name"):
+        parse_suite(path)
