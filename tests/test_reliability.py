@@ -266,3 +266,16 @@ def test_a_suite_name_must_be_a_safe_folder_name(write_suite, name):
     path = write_suite(BASE_SUITE.replace('name = "t"', f"name = {json.dumps(name)}"))
     with pytest.raises(BenchError, match="name must be a folder name"):
         parse_suite(path)
+
+
+def test_a_score_factory_raising_at_run_time_fails_its_cells(write_suite, tmp_path, toy_registry):
+    import toy_plugins
+
+    toy_plugins.OnceOnlyScore.built = 0
+    path = write_suite(BASE_SUITE + '\n[[scores]]\nname = "exact"\n[[scores]]\nname = "toy_once_only"\n')
+    summary = run_suite(path, out=tmp_path / "out", registry=toy_registry)
+    assert summary.exit_code == 1
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    failed = results[results["status"] == "failed"]
+    assert set(failed["score"]) == {"toy_once_only"} and len(failed) == 2  # both seeds; exact cells done
+    assert failed["reason"].str.startswith("in score 'toy_once_only': RuntimeError: deliberate failure").all()

@@ -120,6 +120,22 @@ class Faulty:
         return x
 
 
+class OnceOnlyScore:
+    """A score whose factory works once (when bench check builds it) and raises afterwards: a factory
+    that fails at run time, e.g. on another seed's training data."""
+
+    built = 0
+
+    def __init__(self, target, data) -> None:
+        OnceOnlyScore.built += 1
+        if OnceOnlyScore.built > 1:
+            raise RuntimeError("deliberate failure in a score factory")
+        self.target = target
+
+    def __call__(self, x, t):
+        return self.target.score(x, t)
+
+
 def strict_sampler(step_size: float = 0.1):
     if step_size <= 0:
         raise ValueError(f"parameter 'step_size' must be > 0, got {step_size}")
@@ -134,6 +150,11 @@ def register_samplers(register):
     register("toy_identity", Identity, description="returns its start")
     register("toy_strict", strict_sampler, description="rejects step_size <= 0")
     register("toy_faulty", Faulty, description="one injected fault per instance")
+
+
+@hookimpl
+def register_scores(register):
+    register("toy_once_only", OnceOnlyScore, description="its factory raises after the first call")
 
 
 @hookimpl
