@@ -124,3 +124,16 @@ def test_keep_samples_value_is_checked(tmp_path):
 
     with pytest.raises(SuiteError, match="keep_samples.*float16"):
         parse_suite(write(tmp_path, "bad", keep='keep_samples = "int8"'))
+
+
+def test_kept_samples_travel_to_process_workers(tmp_path):
+    out = tmp_path / "out"
+    run_suite(write(tmp_path, "a"), out=out, executor="process", workers=2)
+    before, _ = tables(out)
+    again = run_suite(write(tmp_path, "b", extra=KL), out=out, executor="process", workers=2)
+    assert again.n_reused == 4 and again.statuses == {"done": 4}
+    after, _ = tables(out)
+    np.testing.assert_array_equal(values(after, "mean_error"), values(before, "mean_error"))
+    fresh_out = tmp_path / "fresh"
+    run_suite(write(tmp_path, "b_fresh", extra=KL), out=fresh_out)
+    np.testing.assert_array_equal(values(after, "gaussian_kl"), values(tables(fresh_out)[0], "gaussian_kl"))
