@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -44,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list loaded plugins, versions and components")
     show = sub.add_parser("show", help="print the leaderboard of a results folder")
     show.add_argument("dir")
+    show.add_argument("--width", type=int, help="columns to fit (default: the terminal's, else 120)")
     report = sub.add_parser("report", help="write the HTML report of a results folder")
     report.add_argument("dir")
     report.add_argument("-o", "--output", metavar="FILE", help="output file (default DIR/report.html)")
@@ -139,12 +142,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .contrast import contrast_markdown
     from .leaderboard import leaderboard_markdown
     from .results import load_results
+    from .terminal_tables import fit_table, wrap_text
 
     run = load_results(Path(args.dir))
-    print(leaderboard_markdown(run))
-    contrast = contrast_markdown(run)
+    width = args.width or shutil.get_terminal_size((120, 24)).columns
+    if width < 40:
+        raise BenchError(f"--width {width} is too narrow for a table; use 40 or more")
+    render = partial(fit_table, width=width)
+    print(wrap_text(leaderboard_markdown(run, render=render), width))
+    contrast = contrast_markdown(run, render=partial(fit_table, width=width, keys=("sampler",)))
     if contrast:
-        print(contrast)
+        print(wrap_text(contrast, width))
     return 0
 
 

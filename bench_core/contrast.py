@@ -12,7 +12,7 @@ of the row. The TV of a family is read from the first metric present among
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -109,8 +109,10 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     return tables
 
 
-def contrast_markdown(run: RunResults) -> str:
-    """``contrast.md``: every contrast table with a legend ("" when no target has two families)."""
+def contrast_markdown(run: RunResults,
+                      render: Callable[[pd.DataFrame], str] = lambda t: t.to_markdown(index=False)) -> str:
+    """``contrast.md``: every contrast table with a legend ("" when no target has two families);
+    ``render`` draws each table (``bench show`` passes one that fits the terminal)."""
     tables = contrast_tables(run)
     if not tables:
         return ""
@@ -122,5 +124,5 @@ def contrast_markdown(run: RunResults) -> str:
              "E_{p_t}‖ŝ_t − ∇log p_t‖² over the sampler's grid (the norm the diffusion bound needs small; "
              "equal to ε₀² for Langevin). ≤1eK: the Monte Carlo error is 0 and the closed-form bound is shown.", ""]
     for title, table in tables:
-        lines += [f"## {title}", "", table.to_markdown(index=False), ""]
+        lines += [f"## {title}", "", render(table), ""]
     return "\n".join(lines)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pandas as pd
 
@@ -71,8 +71,10 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
     return tables
 
 
-def leaderboard_markdown(run: RunResults, rank_by: Optional[str] = None) -> str:
-    """The whole leaderboard as Markdown (what ``leaderboard.md`` holds)."""
+def leaderboard_markdown(run: RunResults, rank_by: Optional[str] = None,
+                         render: Callable[[pd.DataFrame], str] = lambda t: t.to_markdown(index=False)) -> str:
+    """The whole leaderboard as Markdown (what ``leaderboard.md`` holds); ``render`` draws each table
+    (``bench show`` passes one that fits the terminal)."""
     info = run.info
     lines = [f"# {info.get('suite', 'bench')} leaderboard", ""]
     if info.get("description"):
@@ -89,7 +91,7 @@ def leaderboard_markdown(run: RunResults, rank_by: Optional[str] = None) -> str:
         if "rank" in table:
             within = " within each number of score evaluations (`nfe.calls`)" if info.get("rank_at_equal_nfe") else ""
             lines += [f"Ranked by `{metric}`{within}.", ""]
-        lines += [table.to_markdown(index=False), ""]
+        lines += [render(table), ""]
     claims = info.get("claims", [])
     if claims:
         lines += ["## Claims", ""] + [f"- {c['line']}" for c in claims] + [""]
