@@ -279,3 +279,16 @@ def test_a_score_factory_raising_at_run_time_fails_its_cells(write_suite, tmp_pa
     failed = results[results["status"] == "failed"]
     assert set(failed["score"]) == {"toy_once_only"} and len(failed) == 2  # both seeds; exact cells done
     assert failed["reason"].str.startswith("in score 'toy_once_only': RuntimeError: deliberate failure").all()
+
+
+def test_cell_timeout_under_ray(write_suite, tmp_path, monkeypatch, toy_registry):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    monkeypatch.setenv("BENCH_PLUGIN_MODULES", "toy_plugins")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "plugins"),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    path = write_suite(TIMEOUTS)
+    # a local Ray of this run (address None): its workers inherit this environment
+    run_suite(path, out=tmp_path / "out", executor="ray", workers=2, registry=toy_registry)
+    reasons = _timeout_reasons(tmp_path / "out")
+    assert set(reasons) == {"sleep", "spin", "slow_steps"}
+    assert all("exceeded cell_timeout = 1 s" in r for r in reasons.values()), reasons
