@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -85,11 +85,13 @@ class SampleArchive:
         os.replace(tmp, path)
         return path
 
-    def load(self, sample_key: str, rows: Optional[list]) -> Optional[KeptSamples]:
-        """The kept samples of ``sample_key`` with ``rows``, those the finished cell that made them recorded
-        (:meth:`Store.rows_of_sample`); None when either is missing (then the cell samples again)."""
+    def load(self, sample_key: str, rows_of: Callable[[str], Optional[list]]) -> Optional[KeptSamples]:
+        """The kept samples of ``sample_key`` with the rows the finished cell that made them recorded
+        (``rows_of``, e.g. :meth:`Store.rows_of_sample`, asked only when a file is kept); None when
+        either is missing (then the cell samples again)."""
         path = self.path(sample_key)
-        if rows is None or not path.exists():
+        rows = rows_of(sample_key) if path.exists() else None
+        if rows is None:
             return None
         try:
             with np.load(path) as data:

@@ -198,8 +198,8 @@ class CellRunner:
         metrics = [(m, self.registry.create("metrics", m.name, **m.kwargs)) for m in self.plan.metric_specs]
         sampler_gen = make_generator(seed, "sampler", cell.target.key(), cell.score.key(), init_spec.key(),
                                      cell.sampler.key(), device=device)
-        ctx = MetricContext(target=target, reference=lambda: self.reference(cell.target, seed), score=score, data=data, sampler=sampler,
-                            generator=sampler_gen, x0=x0)
+        ctx = MetricContext(target=target, reference=lambda: self.reference(cell.target, seed), score=score,
+                            data=data, sampler=sampler, generator=sampler_gen, x0=x0)
         if kept is not None:
             rows.extend(self._reuse(cell, metrics, kept, ctx))
             return
@@ -243,7 +243,7 @@ class CellRunner:
         self._phase = f"sampler '{cell.sampler.name}'"
         samples = sampler.sample(counted, x0, generator=sampler_gen, callback=callback)
         samples = check_particles(samples, n, target.dim, f"sampler '{cell.sampler.name}'", self.dtype, device)
-        if not bool(torch.isfinite(samples).all()):
+        if not all_finite(samples):
             raise Diverged("non-finite particles in the final samples")
         if self.suite.keep_samples:
             keep.append(SamplesToKeep(to_storage(samples, self.suite.keep_samples), sorted(kept_states),
@@ -286,20 +286,17 @@ class CellRunner:
         for row in kept.rows:
             earlier.setdefault((row.metric_key, row.step), []).append(row)
         out: list[MetricRow] = []
-        states = [(s, t, x) for s, t, x in kept.states] + [(None, None, kept.final)]
-        for step, t, array in states:
+        for step, t, array in [*kept.states, (None, None, kept.final)]:
             x = None
             for spec, metric in metrics:
                 key, base = self.plan.metric_keys[spec], self.plan.metric_names[spec]
                 had = earlier.get((key, step), [])
                 if had and all(r.status != "failed" for r in had):
-                    out.extend(MetricRow(base + r.metric[len(r.metric_base):], math.nan if r.value is None
-                                         else float(r.value), r.status, r.reason or "", step, t, key, base)
+                    out.extend(dataclasses.replace(r, metric=base + r.metric[len(r.metric_base):], metric_base=base)
                                for r in had)
                     continue
                 if x is None:
                     x = torch.from_numpy(array).to(device=device, dtype=dtype)
                 out.extend(self._metrics(cell, [(spec, metric)], x, ctx, step, t))
-            out.extend(dataclasses.replace(r, value=math.nan if r.value is None else float(r.value),
-                                           reason=r.reason or "") for r in earlier.get(("", step), []))
+            out.extend(earlier.get(("", step), []))
         return out

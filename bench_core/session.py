@@ -132,7 +132,7 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         if executor == "local":  # cells run in this process: show steps within each cell
             execution.progress = progress
         archive = SampleArchive(out_dir)
-        kept = {c.key: archive.load(c.sample_key, store.rows_of_sample(c.sample_key))
+        kept = {c.key: archive.load(c.sample_key, store.rows_of_sample)
                 for c in todo if plan.suite.keep_samples}
         tasks = [execution.CellTask(str(plan.suite.path), plan.device, c.key, c.label(), plan.suite.text,
                                     kept.get(c.key), artifacts.get(c.key, ())) for c in todo]

@@ -6,6 +6,7 @@ either the whole cell or nothing: re-running skips finished cells and duplicates
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -110,7 +111,9 @@ class Store:
             return None
         query = ("SELECT metric, value, status, reason, step, t, metric_key, metric_base FROM metrics "
                  "WHERE key = ? ORDER BY rowid")
-        return [MetricRow(*r) for r in self.conn.execute(query, (row[0],))]
+        # SQLite stores NaN as NULL: give the rows back as the runner made them
+        return [MetricRow(metric, math.nan if value is None else value, status, reason or "", step, t, key, base)
+                for metric, value, status, reason, step, t, key, base in self.conn.execute(query, (row[0],))]
 
     def set_meta(self, name: str, value: object) -> None:
         with self.conn:
