@@ -1,8 +1,10 @@
 """What a cell's sampler cost and said about itself: score evaluations (NFE) and ``diagnostics()``.
 
 The sampler receives the score estimate wrapped in a :class:`CountingScore`, which counts every
-call (``nfe.calls``) and every particle evaluated (``nfe.evals``, calls times rows), including the
-CLD velocity score. Metrics get the bare estimate, so their own evaluations (e.g. ``score_error``)
+particle evaluated (``nfe.evals``), including the CLD velocity score, and reports ``nfe.calls`` as
+``nfe.evals / n``: the number of evaluations per particle. That is the number of calls when each
+covers all ``n`` particles, and stays so when a sampler evaluates a ``rowwise`` score a block of
+rows at a time (:meth:`bench_plugins.samplers.noise_blocks.BlockNoise.steps`). Metrics get the bare estimate, so their own evaluations (e.g. ``score_error``)
 are not counted. NFE is the cost measure diffusion samplers are compared by; it is recorded for
 every cell, at the final samples and at each checkpoint, and is deterministic (identical on rerun).
 A sampler's optional ``diagnostics() -> dict`` (e.g. an acceptance rate) is recorded as
@@ -16,15 +18,22 @@ from torch import Tensor
 
 
 class CountingScore:
-    """Forwards everything to ``score`` and counts the evaluations made through it."""
+    """Forwards everything to ``score`` and counts the evaluations made through it.
 
-    def __init__(self, score: Any) -> None:
+    Parameters
+    ----------
+    score : ScoreEstimate
+        The estimate the sampler sees.
+    n : int
+        The cell's number of particles: ``nfe.calls = nfe.evals / n``.
+    """
+
+    def __init__(self, score: Any, n: int) -> None:
         self._score = score
-        self.calls = 0
+        self.n = n
         self.evals = 0
 
     def __call__(self, x: Tensor, t: float) -> Tensor:
-        self.calls += 1
         self.evals += x.shape[0]
         return self._score(x, t)
 
@@ -36,7 +45,6 @@ class CountingScore:
             return attr
 
         def velocity_score(x: Tensor, v: Tensor, t: float) -> Tensor:
-            self.calls += 1
             self.evals += x.shape[0]
             return attr(x, v, t)
 
@@ -44,7 +52,7 @@ class CountingScore:
 
     def rows(self) -> dict[str, float]:
         """``{"nfe.calls": ..., "nfe.evals": ...}`` so far."""
-        return {"nfe.calls": float(self.calls), "nfe.evals": float(self.evals)}
+        return {"nfe.calls": self.evals / self.n, "nfe.evals": float(self.evals)}
 
 
 def sampler_diagnostics(sampler: Any) -> tuple[dict[str, float], Optional[str]]:

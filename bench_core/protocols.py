@@ -39,6 +39,11 @@ class ScoreEstimate(Protocol):
     construction, so ``score_error.bar_sq`` skips that time), ``error_log_bound(target)`` and
     ``region_log_mass(target)`` (closed forms), ``diagnostics() -> dict``, and ``training_job()`` for
     estimates that must be trained (a method of the factory class; see :mod:`bench_core.training`).
+
+    Optional attribute ``rowwise = True`` declares that row i of ``score(x, t)`` depends on ``x[i]``
+    alone (true of any function of one point: exact scores, traps, per-point networks). Samplers may
+    then evaluate it a block of rows at a time, which keeps the step in cache; without it they call
+    it on all rows at once. The conformance kit checks the declaration.
     """
 
     def __call__(self, x: Tensor, t: float) -> Tensor: ...

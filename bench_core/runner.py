@@ -207,7 +207,7 @@ class CellRunner:
         kept_states: list[tuple[int, float, Tensor]] = []
         sampling_start = time.perf_counter()
 
-        counted = CountingScore(score)  # the sampler's evaluations are counted; the metrics' are not
+        counted = CountingScore(score, n)  # the sampler's evaluations are counted; the metrics' are not
 
         def measure(x: Tensor, step: Optional[int], t: Optional[float], cost: Optional[dict] = None) -> None:
             if self.suite.keep_samples and step is not None:

@@ -136,7 +136,9 @@ def check_score(score: Any, target: Any, *, n: int = 256, seed: int = 0) -> None
 
     For float32 and float64 ``x`` and t in (0, 0.5), ``score(x, t)`` must be a finite
     ``[n, dim]`` tensor with the dtype and device of ``x``, leave ``x`` unchanged and give the
-    same value twice. If the score has ``region``, ``region(x)`` must be a bool tensor [n].
+    same value twice. If the score has ``region``, ``region(x)`` must be a bool tensor [n]. If it
+    declares ``rowwise = True``, evaluating the rows in two parts must give the whole evaluation
+    (to rounding: a network's matrix products may round differently for another number of rows).
 
     Parameters
     ----------
@@ -158,9 +160,28 @@ def check_score(score: Any, target: Any, *, n: int = 256, seed: int = 0) -> None
                      "work on a copy (x.clone()) or use out-of-place operations")
             _require(torch.equal(out, score(xd, t)), who, f"score(x, t={t}) is not deterministic",
                      "a score estimate must be a fixed function of (x, t)")
+            if getattr(score, "rowwise", False):
+                _check_rowwise(score, xd, t, out, who)
         if hasattr(score, "region"):
             _check_tensor(score.region(xd), who, f"region(x) for {dtype} x", (n,), torch.bool, xd.device,
                           "return a bool tensor, one entry per particle (e.g. norms <= radius)")
+
+
+# rows scored in parts vs all at once: |difference| <= tol * (1 + |score|); elementwise code is exact,
+# matrix products may change their blocking (and so their rounding) with the number of rows
+_ROWWISE_TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+def _check_rowwise(score: Any, x: Tensor, t: float, whole: Tensor, who: str) -> None:
+    """A ``rowwise`` score must give each row's value from that row alone."""
+    cut = max(1, x.shape[0] // 3)
+    parts = torch.cat([score(x[:cut], t), score(x[cut:], t)])
+    worst = float(((parts - whole).abs() / (1 + whole.abs())).max())
+    _require(worst <= _ROWWISE_TOL[x.dtype], who,
+             f"declares rowwise = True but score(x, t={t}) evaluated on rows [0, {cut}) and [{cut}, n) "
+             f"differs from one evaluation by {worst:.3g} (relative)",
+             "remove rowwise (samplers then evaluate all rows at once) or make each row's score depend on "
+             "that row alone")
 
 
 def check_initializer(initializer: Any, target: Any, data: TrainingData, *, n: int = 500,

@@ -105,6 +105,38 @@ def test_broken_scores_fail(target):
         check_score(toys.BadRegionScore(target), target)
     with pytest.raises(AssertionError, match="modified its input x in place"):
         check_score(toys.InPlaceScore(target), target)
+    with pytest.raises(AssertionError, match=r"score BatchCoupledScore: declares rowwise = True but .*differs"
+                                             r".*remove rowwise"):
+        check_score(toys.BatchCoupledScore(target), target)
+
+
+def test_builtin_scores_declare_rowwise_truthfully(target, data):
+    """Every built-in score declares ``rowwise`` (samplers then evaluate it block by block) and the kit
+    confirms the declaration: rows scored in two parts equal one evaluation to rounding."""
+    from torch import nn
+
+    from bench_core.plugin_manager import get_registry
+    from bench_plugins.scores.learned.network import ModelScore
+
+    registry = get_registry()
+    gmm = registry.create("targets", "gmm", dim=3)
+    gmm_data = TrainingData(*(2 * [gmm.sample(50, torch.Generator().manual_seed(0))]), 1)
+    scores = [registry.create("scores", name, gmm, gmm_data)
+              for name in ("exact", "ball_trap", "memorized", "cone_trap", "noisy", "empirical")]
+
+    class PerPoint(nn.Module):  # an MLP on (x, tau): no coupling between rows
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 64), nn.SiLU(), nn.Linear(64, 3))
+
+        def forward(self, x, tau):
+            return self.net(torch.cat([x, tau[:, None]], dim=1))
+
+    torch.manual_seed(0)
+    scores.append(ModelScore(PerPoint(), output="score", time="t", t0=0.01))
+    for score in scores:
+        assert score.rowwise is True, type(score).__name__
+        check_score(score, gmm)
 
 
 def test_wrong_score_target_fails():

@@ -31,8 +31,7 @@ def annealed_langevin(score: ScoreEstimate, x0: Tensor, *, times: Sequence[float
     for t, a in zip((float(v) for v in times), (float(v) for v in step_sizes)):
         scale = math.sqrt(2.0 * a)
         for _ in range(steps_per_level):
-            drift = score(x, t)
-            for xb, db, z in noise.blocks(x, drift, generator=generator):
+            for xb, db, z in noise.steps(score, x, t, generator=generator):
                 xb.add_(db, alpha=a).add_(z, alpha=scale)
             step += 1
             if callback is not None:

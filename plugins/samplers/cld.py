@@ -45,6 +45,7 @@ from bench_core.errors import SkipCell
 from bench_core.params import positive_float, positive_int
 from bench_core.protocols import ScoreEstimate, StepCallback
 
+from .noise_blocks import BlockNoise, is_rowwise
 from .schedules import time_grid
 
 Components = tuple[Tensor, Tensor, Tensor]  # (weights [K], means [K, d], variances [K, d])
@@ -241,15 +242,20 @@ class CLD:
                            f"{type(score).__name__} has none")
         x = x0.clone()
         v = torch.empty_like(x).normal_(generator=generator)
-        x_old, xi1, xi2 = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
+        xi1 = torch.empty_like(x)
+        # the v noise and the old x go a block at a time (BlockNoise); the x noise is drawn whole
+        # first, so the generator's order stays "all x noise, then all v noise" at every step
+        blocks = BlockNoise(x)
+        x_old = torch.empty_like(blocks.buffer)
+        rowwise = is_rowwise(score)
         for k, (t, coefficients) in enumerate(zip(self._times[:-1], self._coefficients), start=1):
             e11, e12, e21, e22, gx, gv, l11, l21, l22 = coefficients
-            s_v = velocity_score(x, v, t)
             xi1.normal_(generator=generator)
-            xi2.normal_(generator=generator)
-            x_old.copy_(x)
-            x.mul_(e11).add_(v, alpha=e12).add_(s_v, alpha=gx).add_(xi1, alpha=l11)
-            v.mul_(e22).add_(x_old, alpha=e21).add_(s_v, alpha=gv).add_(xi1, alpha=l21).add_(xi2, alpha=l22)
+            for xb, vb, x1b, s_v, xi2 in blocks.evaluated(lambda xr, vr, _: velocity_score(xr, vr, t), x, v, xi1,
+                                                          rowwise=rowwise, generator=generator):
+                xo = x_old[: xb.shape[0]].copy_(xb)
+                xb.mul_(e11).add_(vb, alpha=e12).add_(s_v, alpha=gx).add_(x1b, alpha=l11)
+                vb.mul_(e22).add_(xo, alpha=e21).add_(s_v, alpha=gv).add_(x1b, alpha=l21).add_(xi2, alpha=l22)
             if callback is not None:
                 callback(k, self._times[k], x)
         return x

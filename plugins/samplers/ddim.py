@@ -30,21 +30,18 @@ def ddim(score: ScoreEstimate, x0: Tensor, *, alpha_bars: Sequence[float], eta: 
     """
     ab = [float(v) for v in alpha_bars]
     x = x0.clone()
-    noise = BlockNoise(x) if eta > 0 else None  # eta = 0 draws nothing
+    noise = BlockNoise(x)
     for step, i in enumerate(range(len(ab) - 1, -1, -1), start=1):
         now, prev = ab[i], (ab[i - 1] if i > 0 else 1.0)
         sigma = eta * math.sqrt((1.0 - prev) / (1.0 - now) * (1.0 - now / prev))
         # x' = c_x x + c_s s + sigma z: x0_hat and eps_hat expanded, so one fused in-place update
         c_x = math.sqrt(prev / now)
         c_s = c_x * (1.0 - now) - math.sqrt(max(1.0 - prev - sigma**2, 0.0) * (1.0 - now))
-        drift = score(x, ou_time(now))
-        if noise is None:
-            x.mul_(c_x).add_(drift, alpha=c_s)
-        else:
-            for xb, db, z in noise.blocks(x, drift, generator=generator if sigma > 0.0 else None):
-                xb.mul_(c_x).add_(db, alpha=c_s)
-                if z is not None:
-                    xb.add_(z, alpha=sigma)
+        # eta = 0 (sigma = 0) draws nothing
+        for xb, db, z in noise.steps(score, x, ou_time(now), generator=generator if sigma > 0.0 else None):
+            xb.mul_(c_x).add_(db, alpha=c_s)
+            if z is not None:
+                xb.add_(z, alpha=sigma)
         if callback is not None:
             callback(step, ou_time(prev), x)
     return x

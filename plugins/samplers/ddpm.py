@@ -35,9 +35,8 @@ def ddpm_ancestral(score: ScoreEstimate, x0: Tensor, *, alpha_bars: Tensor, gene
         previous = ab[k - 1] if k > 0 else 1.0
         alpha = ab[k] / previous
         beta = 1.0 - alpha
-        drift = score(x, ou_time(ab[k]))
         # Algorithm 2 returns the mean of the last step (z = 0 at t = 1)
-        for xb, db, z in noise.blocks(x, drift, generator=generator if k > 0 else None):
+        for xb, db, z in noise.steps(score, x, ou_time(ab[k]), generator=generator if k > 0 else None):
             xb.add_(db, alpha=beta).div_(math.sqrt(alpha))
             if z is not None:
                 xb.add_(z, alpha=math.sqrt(beta))
@@ -60,8 +59,7 @@ def ou_exponential_integrator(score: ScoreEstimate, x0: Tensor, *, times: Tensor
     noise = BlockNoise(x)
     for k in range(len(grid) - 1):
         h = grid[k] - grid[k + 1]
-        drift = score(x, grid[k])
-        for xb, db, z in noise.blocks(x, drift, generator=generator):
+        for xb, db, z in noise.steps(score, x, grid[k], generator=generator):
             xb.mul_(math.exp(h)).add_(db, alpha=2.0 * math.expm1(h)).add_(z, alpha=math.sqrt(math.expm1(2.0 * h)))
         if callback is not None:
             callback(k + 1, grid[k + 1], x)

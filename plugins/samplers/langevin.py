@@ -25,8 +25,7 @@ def ula(score: ScoreEstimate, x0: Tensor, *, step_size: float, n_steps: int,
     noise = BlockNoise(x)
     scale = math.sqrt(2.0 * step_size)
     for k in range(1, n_steps + 1):
-        drift = score(x, 0.0)
-        for xb, db, z in noise.blocks(x, drift, generator=generator):
+        for xb, db, z in noise.steps(score, x, 0.0, generator=generator):
             xb.add_(db, alpha=step_size).add_(z, alpha=scale)
         if callback is not None:
             callback(k, k * step_size, x)

@@ -13,6 +13,8 @@ from bench_plugins.samplers.cld import mixture_velocity_score
 class ExactScore:
     """The target's own score ``grad log p_t`` at every time t (the zero-error baseline)."""
 
+    rowwise = True  # a density's gradient at each point: samplers may evaluate it block-wise
+
     def __init__(self, target: Target, data: TrainingData) -> None:
         self.target = target
 

@@ -5,7 +5,7 @@ Forward process (DESIGN section 3): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -32,6 +32,7 @@ class GaussianTarget:
         self.mean = vector("mean", mean, self.dim)
         self.std = vector("std", std, self.dim, positive=True)
         self.cov = torch.diag(self.std**2)
+        self._score_cache: tuple[Any, Any] = (None, None)
 
     def __repr__(self) -> str:
         return f"GaussianTarget(dim={self.dim}, |mean|={self.mean.norm():.4g})"
@@ -70,13 +71,23 @@ class GaussianTarget:
         return -0.5 * (((x - mean) ** 2 / var).sum(-1) + var.log().sum() + self.dim * math.log(2 * math.pi))
 
     def score(self, x: Tensor, t: float = 0.0) -> Tensor:
-        mean, var = self.marginal(t)
-        out = mean.to(x) - x  # the one [n, d] result: no second temporary
-        # a unit variance (std = 1, or any std once t is large) would divide by exactly 1: skip that pass
-        # (checked on the CPU copy in x's dtype: no device synchronisation)
-        if bool((var.to(x.dtype) == 1).all()):
-            return out
-        return out.div_(var.to(x))
+        mean, var = self._score_constants(float(t), x.dtype, x.device)
+        out = mean - x  # the one [n, d] result: no second temporary
+        return out if var is None else out.div_(var)
+
+    def _score_constants(self, t: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Optional[Tensor]]:
+        """``p_t``'s mean and variance in ``dtype`` on ``device``; the variance is None when it is exactly 1
+        (std = 1, or any std once t is large): no division by 1. Kept for the last ``(t, dtype, device)``:
+        samplers query one t for every block of a step, and converting costs more than a small block's
+        arithmetic."""
+        key = (t, dtype, device)
+        if self._score_cache[0] != key:
+            mean, var = self.marginal(t)
+            # tested on the CPU copy in the target dtype: no device synchronisation
+            unit = bool((var.to(dtype) == 1).all())
+            self._score_cache = (key, (mean.to(dtype=dtype, device=device),
+                                       None if unit else var.to(dtype=dtype, device=device)))
+        return self._score_cache[1]
 
 
 @hookimpl

@@ -139,6 +139,18 @@ class InPlaceScore:
         return x.mul_(-1)
 
 
+class BatchCoupledScore:
+    """Defect: declares ``rowwise`` but centres on the batch mean, so each row depends on all rows."""
+
+    rowwise = True
+
+    def __init__(self, target, data=None):
+        self.target = target
+
+    def __call__(self, x, t):
+        return x.mean(dim=0, keepdim=True) - x
+
+
 class WrongScoreTarget(GaussianTarget):
     """Defect: score is twice the gradient of log_prob."""
 

@@ -112,6 +112,8 @@ class DDPMMLPScore:
                                      t0=level_times()[self.readout - 1], name=CACHE_KIND)
         return self._score
 
+    rowwise = True  # a per-point MLP (:class:`~.network.ModelScore`)
+
     def __call__(self, x: Tensor, t: float) -> Tensor:
         score = self.model_score()
         level = score.level(t)

@@ -85,6 +85,8 @@ class EmpiricalScore:
         The time read at ``t = 0`` (> 0).
     """
 
+    rowwise = True  # each point's softmax over the training points: no coupling between particles
+
     def __init__(self, target: Target, data: TrainingData, readout: int = 10, t0: Optional[float] = None) -> None:
         readout = positive_int("readout", readout)
         if readout > REFERENCE_LEVELS:

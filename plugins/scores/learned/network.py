@@ -46,6 +46,8 @@ class ModelScore:
         Used in error messages.
     """
 
+    rowwise = True  # it already evaluates in row chunks: the network must not couple the rows of a batch
+
     def __init__(self, model: nn.Module, *, output: str, time: str, t0: float, name: str = "network") -> None:
         self.model, self.output, self.time, self.t0, self.name = model.eval(), output, time, t0, name
         first = next(iter(model.parameters()), None)
@@ -147,6 +149,9 @@ def make_network_score(target: Target, data: TrainingData, *, model: str, output
                        kwargs: Optional[dict] = None, weights: Optional[str] = None,
                        t0: Optional[float] = None) -> ModelScore:
     """The ``network`` score: a user's ``nn.Module``, imported, built, loaded and read as a score.
+
+    The network must map each row of its batch on its own (no batch statistics, no attention across
+    the batch): it is evaluated in chunks, and samplers evaluate it a block of rows at a time.
 
     Parameters
     ----------
