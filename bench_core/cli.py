@@ -140,6 +140,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .contrast import contrast_markdown
+    from .fragility import headline_markdown
     from .leaderboard import leaderboard_markdown
     from .results import load_results
     from .terminal_tables import fit_table, wrap_text
@@ -149,6 +150,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if width < 40:
         raise BenchError(f"--width {width} is too narrow for a table; use 40 or more")
     render = partial(fit_table, width=width)
+    print(wrap_text(headline_markdown(run), width))
     print(wrap_text(leaderboard_markdown(run, render=render), width))
     contrast = contrast_markdown(run, render=partial(fit_table, width=width, keys=("sampler",)))
     if contrast:

@@ -55,7 +55,9 @@ def _num(value: float) -> str:
     return f"{value:.2g}" if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e4) else f"{value:.3g}"
 
 
-def _eps0(stats: dict[str, tuple[float, float]]) -> str:
+def eps0_text(stats: dict[str, tuple[float, float]]) -> str:
+    """ε₀² of a cell from its ``{metric: (mean, ci95)}``: the Monte Carlo value, or ``≤1eK`` (the closed-form
+    bound) where Monte Carlo gives 0."""
     sq = stats.get("score_error.sq", (math.nan, math.nan))[0]
     log10, is_bound = (stats.get("score_error.log10", (math.nan,))[0],
                        stats.get("score_error.log10_is_bound", (0.0,))[0])
@@ -101,7 +103,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
                     text += f" · Δ {delta:+.3g}"
                     if worst is None or delta > worst[0]:
                         worst = (delta, column)
-                text += f" · ε₀² {_eps0(cell)} · ε̄² {_num(cell.get('score_error.bar_sq', (math.nan,))[0])}"
+                text += f" · ε₀² {eps0_text(cell)} · ε̄² {_num(cell.get('score_error.bar_sq', (math.nan,))[0])}"
                 record[column] = text
             record["fragility (max Δ)"] = "n/a" if worst is None else f"{worst[0]:+.3g} ({worst[1]})"
             records.append(record)

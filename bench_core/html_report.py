@@ -19,8 +19,10 @@ import pandas as pd
 
 from .atomic_files import write_text_atomic
 from . import report_figures as figures
-from .contrast import bound_tag, contrast_tables, tv_metric_for
+from .contrast import bound_tag, contrast_tables, eps0_text, tv_metric_for
 from .errors import ResultsError
+from .fragility import fragility_points, fragility_summary
+from .labels import full_label, short_labels, short_names
 from .leaderboard import component_label, leaderboard_tables
 from .results import RESULT_COLUMNS, RunResults, load_results
 
@@ -37,6 +39,8 @@ tr.fail td{background:#fde2e2}tr.fail td.verdict{color:#b00020;font-weight:bold}
 tr.pass td.verdict{color:#11763d;font-weight:bold}
 figure{margin:.8em 0;display:inline-block;vertical-align:top}figcaption{font-size:12px;color:#555}
 img{max-width:100%}code{font-size:12px}.note{color:#555;font-size:13px}
+.lead{font-size:15px;max-width:70em;margin:.3em 0}figure.headline{display:block;margin:.4em 0}
+.claims-count.fail{color:#b00020}.claims-count.pass{color:#11763d}details summary{cursor:pointer;color:#333}
 """
 
 
@@ -63,27 +67,44 @@ def _config_labels(frame: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def _header(run: RunResults) -> str:
+def _title(run: RunResults) -> str:
+    info = run.info
+    description = f'<p class="desc">{_e(info["description"])}</p>' if info.get("description") else ""
+    return f"<h1>{_e(info.get('suite', 'bench'))}</h1>{description}"
+
+
+def _details(run: RunResults) -> str:
+    """The run's settings and its provenance: versions, commit, command, machine, time per sampler."""
     info, results = run.info, run.results
     n_cells = results["cell"].nunique()
     not_done = results[results["metric"] == "error"].drop_duplicates("cell")["status"].value_counts()
     counts = [f"{n_cells - int(not_done.sum())} done"] + [f"{n} {status}" for status, n in not_done.items()]
+    prov = info.get("provenance") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
+    per_cell = results.drop_duplicates("cell")
+    cell_seconds = float(per_cell["wall_s"].sum()) if "wall_s" in per_cell else math.nan
+    elapsed = prov.get("elapsed_s")
     fields = [("cells", f"{n_cells} ({', '.join(counts)})"),
               ("seeds", ", ".join(str(s) for s in info.get("seeds", [])) or "n/a"),
               ("n_samples", info.get("n_samples", "n/a")), ("device", info.get("device", "n/a")),
               ("dtype", info.get("dtype", "n/a")), ("ranking metric", info.get("rank_by") or "n/a"),
-              ("suite file", info.get("suite_path", "n/a")), ("written at", info.get("written_at", "n/a"))]
+              ("suite file", info.get("suite_path", "n/a")), ("written at", info.get("written_at", "n/a")),
+              ("command", prov.get("command", "n/a")),
+              ("executor", f"{prov['executor']} ({prov.get('workers', 1)} workers)" if prov.get("executor") else "n/a"),
+              ("git commit", prov.get("git_commit") or "n/a (not a git checkout)"),
+              ("versions", f"{versions}; Python {prov.get('python', '?')}" if versions else "n/a"),
+              ("machine", f"{prov.get('platform', 'n/a')} ({prov.get('machine', '')})" if prov else "n/a"),
+              ("time", (f"{elapsed:.1f} s for this invocation; " if isinstance(elapsed, (int, float)) else "")
+               + f"{cell_seconds:.1f} s in the cells' own clocks (all invocations)")]
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in fields)
-    description = f'<p class="desc">{_e(info["description"])}</p>' if info.get("description") else ""
-    return (f"<h1>{_e(info.get('suite', 'bench'))}</h1>{description}<table class=\"meta\">{rows}</table>"
-            '<p class="note">Values are means over seeds ± the 95% Student-t half-width.</p>')
+    by_sampler = (per_cell.assign(label=[component_label(n, q) for n, q in zip(per_cell["sampler"], per_cell["sampler_params"])])
+                  .groupby("label", sort=False)["wall_s"].agg(cells="count", total_s="sum", mean_s="mean").reset_index()
+                  .rename(columns={"label": "sampler"}).round({"total_s": 1, "mean_s": 3}))
+    return (f'<table class="meta">{rows}</table><p>Wall time per sampler (cells run in this folder):</p>'
+            f"{_table(by_sampler)}")
 
 
-def _claims(info: dict[str, Any]) -> str:
-    claims = info.get("claims") or []
-    if not claims:
-        return '<p class="note">This suite states no claims.</p>'
-    failing = sum(not c.get("holds") for c in claims)
+def _claim_rows(claims: list[dict[str, Any]]) -> str:
     rows = []
     for c in claims:
         verdict, why, line = "PASS" if c.get("holds") else "FAIL", c.get("why") or "", c.get("line", "")
@@ -91,8 +112,41 @@ def _claims(info: dict[str, Any]) -> str:
         line = line.removeprefix(f"{verdict} ").removesuffix(f"  [{why}]" if why else "")
         rows.append(f'<tr class="{verdict.lower()}"><td class="verdict">{verdict}</td>'
                     f"<td><code>{_e(line)}</code></td><td>{_e(why)}</td></tr>")
-    return (f"<p>{len(claims) - failing} of {len(claims)} claims hold.</p><div class=\"scroll\"><table>"
-            f"<tr><th>result</th><th>claim</th><th>why</th></tr>{''.join(rows)}</table></div>")
+    return (f'<div class="scroll"><table><tr><th>result</th><th>claim</th><th>why</th></tr>'
+            f"{''.join(rows)}</table></div>")
+
+
+def _claims(info: dict[str, Any]) -> str:
+    """n of m hold; the failures first, expanded; the passes collapsed under one line."""
+    claims = info.get("claims") or []
+    if not claims:
+        return '<p class="note">This suite states no claims.</p>'
+    failing = [c for c in claims if not c.get("holds")]
+    passing = [c for c in claims if c.get("holds")]
+    verdict = "fail" if failing else "pass"
+    parts = [f'<p class="claims-count {verdict}"><b>{len(passing)} of {len(claims)} claims hold.</b></p>']
+    if failing:
+        parts.append(_claim_rows(failing))
+    if passing:
+        parts.append(f"<details><summary>{len(passing)} claim{'s' if len(passing) > 1 else ''} {'hold' if len(passing) > 1 else 'holds'} "
+                     f"(show)</summary>{_claim_rows(passing)}</details>")
+    return "".join(parts)
+
+
+def _headline(run: RunResults) -> str:
+    """The first screen: the fragility curve, the sentence stating the contrast, the claims summary."""
+    points = fragility_points(run)
+    parts = []
+    if not points.empty:
+        caption = ("Certified TV lower bound against log10 ε₀² (the t = 0 score error Langevin sees), one panel "
+                   "per trap family; Langevin samplers warm and solid, diffusion samplers cool and dashed; bars: 95% "
+                   "intervals over seeds; hollow markers: closed-form upper bound on ε₀² (Monte Carlo gave 0).")
+        parts.append(f'<figure id="headline-figure" class="headline"><img src="data:image/png;base64,'
+                     f'{figures.fragility_curve(points)}" alt="fragility curve: TV against the score error">'
+                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+        parts += [f'<p class="lead">{_e(sentence)}</p>' for sentence in fragility_summary(points)]
+    parts.append(_claims(run.info))
+    return "".join(parts)
 
 
 def contrast_points(run: RunResults) -> pd.DataFrame:
@@ -100,27 +154,40 @@ def contrast_points(run: RunResults) -> pd.DataFrame:
 
     Returns
     -------
-    Columns ``target``, ``sampler``, ``family``, ``tag`` (which TV bound), ``tv`` (mean over seeds
-    of the metric ``tv_metric_for`` picks for the family) and ``eps_bar`` (mean
-    ``score_error.bar_sq``); NaN where a metric was not measured.
+    Columns ``target``, ``sampler``, ``family``, ``tag`` (which TV bound), ``tv`` and ``ci95`` (mean
+    over seeds and 95% half-width of the metric ``tv_metric_for`` picks for the family), ``eps0``
+    (ε₀² as the contrast tables write it, a closed-form bound ``≤1eK`` where Monte Carlo gives 0),
+    ``eps_bar`` (mean ``score_error.bar_sq``), and ``row`` / ``family_key`` (the components, for
+    :mod:`bench_core.labels`); NaN where a metric was not measured.
     """
     summary = run.summary
     records = []
     for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
         available = set(block["metric"])
-        means: dict[tuple, dict[str, float]] = {}
+        stats: dict[tuple, dict[str, tuple[float, float]]] = {}
         for r in block.itertuples(index=False):
             key = (r.score, r.score_params, r.initializer, r.initializer_params, r.sampler, r.sampler_params)
-            means.setdefault(key, {})[r.metric] = r.mean
-        for (score, sparams, init, iparams, sampler, pparams), values in means.items():
+            stats.setdefault(key, {})[r.metric] = (r.mean, r.ci95)
+        for (score, sparams, init, iparams, sampler, pparams), values in stats.items():
             metric = tv_metric_for(score, available)
-            row = component_label(sampler, pparams)
-            records.append({"target": component_label(target, tparams),
-                            "sampler": row if init == "prior" else f"{row} from {component_label(init, iparams)}",
-                            "family": component_label(score, sparams), "tag": bound_tag(metric),
-                            "tv": values.get(metric, math.nan) if metric else math.nan,
-                            "eps_bar": values.get("score_error.bar_sq", math.nan)})
-    return pd.DataFrame(records, columns=["target", "sampler", "family", "tag", "tv", "eps_bar"])
+            tv, ci = values.get(metric, (math.nan, math.nan)) if metric else (math.nan, math.nan)
+            row = ((sampler, pparams), (init, iparams))
+            records.append({"target": component_label(target, tparams), "sampler": full_label(row),
+                            "family": component_label(score, sparams), "tag": bound_tag(metric), "tv": tv,
+                            "ci95": ci, "eps0": eps0_text(values),
+                            "eps_bar": values.get("score_error.bar_sq", (math.nan,))[0],
+                            "row": row, "family_key": (score, sparams)})
+    return pd.DataFrame(records, columns=["target", "sampler", "family", "tag", "tv", "ci95", "eps0", "eps_bar",
+                                          "row", "family_key"])
+
+
+def _cell_text(r: Any) -> str:
+    """A heatmap cell: TV ± interval, then the two score errors that explain it."""
+    if math.isnan(r.tv):
+        return ""
+    tv = f"{r.tv:.2f}" + ("" if math.isnan(r.ci95) else f"±{r.ci95:.2f}")
+    bar = "n/a" if math.isnan(r.eps_bar) else f"{r.eps_bar:.0e}" if r.eps_bar else "0"
+    return f"{tv}\nε₀² {r.eps0}\nε̄² {bar}"
 
 
 def _contrast(run: RunResults) -> str:
@@ -128,43 +195,87 @@ def _contrast(run: RunResults) -> str:
     if not tables:
         return ""
     points = contrast_points(run)
-    parts = ['<p class="note">Rows: samplers; columns: score families. Each entry: the certified TV lower bound '
-             "(TV[wit]: the family's witness set; TV[modes]: mode assignment; TV[clf]: held-out classifier), "
-             "Δ = TV(family) − TV(exact), ε₀² = E<sub>π</sub>‖ŝ₀ − ∇log π‖² (the norm Langevin needs small) and "
-             "ε̄² = the time-averaged error over the sampler's grid (the norm the diffusion bound needs small). "
-             "Heatmap: mean TV lower bound, blank where the combination was not run. Scatter: TV against ε̄².</p>"]
+    parts = ['<p class="note">One heatmap per target: rows are samplers, columns score families. Each cell: the '
+             "certified TV lower bound, mean ± 95% interval over seeds (colour), and beneath it the two score errors "
+             "that explain it: ε₀² = E<sub>π</sub>‖ŝ₀ − ∇log π‖² (the norm Langevin needs small; ≤1eK: closed-form "
+             "bound, Monte Carlo gave 0) and ε̄² = the time-averaged error over the sampler's grid (the norm the "
+             "diffusion bound needs small). Blank: not run. Axis labels keep only the params that tell rows or "
+             "columns apart; the full labels and the table with Δ = TV(family) − TV(exact) are below each map.</p>"]
     for title, table in tables:
-        parts += [f"<h3>{_e(title)}</h3>", _table(table)]
+        parts.append(f"<h3>{_e(title)}</h3>")
         block = points[points["target"] == title].drop_duplicates(["sampler", "family"])
         if block["tv"].isna().all():
             parts.append('<p class="note">No TV lower bound was measured for this target.</p>')
-            continue
-        families = [c for c in table.columns[1:] if c != "fragility (max Δ)"]
-        tags = block.groupby("family")["tag"].first()
-        matrix = block.pivot(index="sampler", columns="family", values="tv").reindex(
-            index=list(table["sampler"]), columns=families)
-        matrix.columns = [f"{f} · {tags.get(f, 'TV')}" for f in families]
-        parts.append(_figure(figures.tv_heatmap(matrix, title), f"{title}: TV lower bound, samplers × score families"))
-        scatter = block.dropna(subset=["tv", "eps_bar"])
-        if not scatter.empty:
-            parts.append(_figure(figures.tv_scatter(scatter, title),
-                                 f"{title}: TV lower bound against ε̄² (score_error.bar_sq)"))
+        else:
+            rows = list(dict.fromkeys(block["row"]))
+            families = list(dict.fromkeys(block["family_key"]))
+            row_names, family_names = short_labels(rows), short_names(families)
+            tags = block.groupby("family")["tag"].first()
+            columns = [f"{short} · {tags.get(component_label(*key), 'TV')}" for short, key in zip(family_names, families)]
+            index = dict(zip(rows, row_names))
+            where = {(index[r.row], columns[families.index(r.family_key)]): r for r in block.itertuples(index=False)}
+            values = pd.DataFrame(math.nan, index=row_names, columns=columns)
+            notes = pd.DataFrame("", index=row_names, columns=columns)
+            for (i, j), r in where.items():
+                values.loc[i, j], notes.loc[i, j] = r.tv, _cell_text(r)
+            parts.append(f'<figure class="contrast">'
+                         f'<img src="data:image/png;base64,{figures.tv_heatmap(values, title, notes)}" '
+                         f'alt="{_e(title)}: TV lower bound and score errors, samplers × score families">'
+                         f"<figcaption>{_e(title)}: certified TV lower bound (± 95%), ε₀² and ε̄² per cell"
+                         "</figcaption></figure>")
+            legend = pd.DataFrame({"short label": row_names + family_names,
+                                   "full label": [full_label(r) for r in rows]
+                                   + [component_label(*f) for f in families]})
+            legend = legend[legend["short label"] != legend["full label"]]
+            scatter = block.dropna(subset=["tv", "eps_bar"])
+            if not scatter.empty:
+                parts.append(_figure(figures.tv_scatter(scatter.assign(sampler=scatter["row"].map(index)), title),
+                                     f"{title}: TV lower bound against ε̄² (score_error.bar_sq)"))
+            if not legend.empty:
+                parts.append(f"<details><summary>full labels</summary>{_table(legend)}</details>")
+        parts.append(f"<details><summary>the same numbers as a table, with Δ (fragility)</summary>{_table(table)}"
+                     "</details>")
     return "".join(parts)
 
 
+def _styled_leaderboard(table: pd.DataFrame, directions: dict[str, bool], uid: str = "lb") -> str:
+    """A leaderboard as a pandas-styled table: the best mean of each metric column highlighted (by the
+    metric's direction), rows with seeds that did not finish marked."""
+    shown = [c for c in table.columns if not c.startswith("_")]
+    styles = pd.DataFrame("", index=table.index, columns=shown)
+    for column in shown:
+        means = table.get(f"_{column}")
+        if means is None or means.notna().sum() < 2:
+            continue
+        higher = directions.get(column.split("(", 1)[0].split(".", 1)[0], False)
+        best = means.max() if higher else means.min()
+        styles.loc[means == best, column] = "background-color:#d7f0df;font-weight:bold"
+    if "not done" in shown:
+        marked = table["not done"].astype(bool)
+        styles.loc[marked, "not done"] = "background-color:#fde2e2;color:#b00020;font-weight:bold"
+    # every text comes from the data: escaped, cells and column headers alike
+    styler = (table[shown].style.apply(lambda _: styles, axis=None).format(escape="html")
+              .format_index(escape="html", axis=1).hide(axis="index").set_uuid(uid)  # fixed ids: same page twice
+              .set_table_attributes('class="leaderboard"'))
+    return f'<div class="scroll">{styler.to_html()}</div>'
+
+
 def _leaderboards(run: RunResults) -> str:
-    tables = leaderboard_tables(run)
+    tables = leaderboard_tables(run, keep_means=True)
     if not tables:
         return '<p class="note">No metric values: no cell finished.</p>'
-    info, parts = run.info, []
-    fixed = ("rank", "score", "initializer", "sampler", "seeds")
-    for title, table in tables:
+    info, parts = run.info, ['<p class="note">Mean ± 95% interval over seeds; the best mean of each column is '
+                             "highlighted (lower is better unless the metric says otherwise); <i>not done</i> counts "
+                             "the seeds of a row that diverged or failed (its means are over the others).</p>"]
+    fixed = ("rank", "score", "initializer", "sampler", "seeds", "not done")
+    directions = info.get("higher_is_better", {})
+    for i, (title, table) in enumerate(tables):
         parts.append(f"<h3>{_e(title)}</h3>")
         if "rank" in table:
-            metric = info.get("rank_by") or next((c for c in table.columns if c not in fixed), "")
-            higher = info.get("higher_is_better", {}).get(metric.split("(", 1)[0].split(".", 1)[0], False)
+            metric = info.get("rank_by") or next((c for c in table.columns if c not in fixed and not c.startswith("_")), "")
+            higher = directions.get(metric.split("(", 1)[0].split(".", 1)[0], False)
             parts.append(f"<p>Ranked by <code>{_e(metric)}</code> ({'higher' if higher else 'lower'} is better).</p>")
-        parts.append(_table(table))
+        parts.append(_styled_leaderboard(table, directions, f"lb{i}"))
     return "".join(parts)
 
 
@@ -211,15 +322,17 @@ def _not_done(run: RunResults) -> str:
 
 def render_html(run: RunResults) -> str:
     """The whole report as one HTML document (see the module docstring)."""
-    sections = [("claims", "Claims", _claims(run.info)), ("contrast", "Contrast", _contrast(run)),
-                ("leaderboard", "Leaderboard", _leaderboards(run)),
-                ("trajectories", "Trajectories", _trajectories(run)), ("not-done", "Cells not done", _not_done(run))]
+    sections = [("contrast", "Contrast", _contrast(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
+                ("trajectories", "Trajectories", _trajectories(run)),
+                ("not-done", "Cells not done", _not_done(run)), ("provenance", "Run details and provenance", _details(run))]
     sections = [s for s in sections if s[2]]
-    nav = "".join(f'<a href="#{anchor}">{name}</a>' for anchor, name, _ in sections)
-    body = "".join(f'<h2 id="{anchor}">{name}</h2>{content}' for anchor, name, content in sections)
+    nav = "".join(f'<a href="#{anchor}">{_e(name)}</a>' for anchor, name, _ in sections)
+    body = "".join(f'<h2 id="{anchor}">{_e(name)}</h2>{content}' for anchor, name, content in sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>bench report: {_e(run.info.get('suite', 'bench'))}</title><style>{_CSS}</style></head>"
-            f"<body>{_header(run)}<nav>{nav}</nav>{body}</body></html>\n")
+            f'<body>{_title(run)}<section id="headline">{_headline(run)}</section><nav>{nav}</nav>'
+            '<p class="note">Values are means over seeds ± the 95% Student-t half-width.</p>'
+            f"{body}</body></html>\n")
 
 
 def write_html(run: RunResults, path: str | Path) -> Path:

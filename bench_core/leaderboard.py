@@ -29,8 +29,14 @@ def component_label(name: str, params: str) -> str:
 NFE = "nfe.calls"
 
 
-def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[tuple[str, pd.DataFrame]]:
-    """One table per target: rows are (score, initializer, sampler), columns metrics, ranked."""
+def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None,
+                       keep_means: bool = False) -> list[tuple[str, pd.DataFrame]]:
+    """One table per target: rows are (score, initializer, sampler), columns metrics, ranked.
+
+    A column ``not done`` (e.g. "1 diverged") appears when some seed of a row did not finish; its
+    values are means over the seeds that did. With ``keep_means`` each metric column ``m`` is
+    followed by the numeric means in a column ``_m`` (for styling; the Markdown drops them).
+    """
     summary = run.summary
     if summary.empty:
         return []
@@ -55,7 +61,14 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
             row[r["metric"]] = _fmt(r["mean"], r["ci95"])
             row[f"_{r['metric']}"] = r["mean"]
             row["seeds"] = max(row["seeds"], int(r["n"]))
+        errors = run.results[(run.results["metric"] == "error") & (run.results["target"] == target)
+                             & (run.results["target_params"] == tparams)]
+        for key, cells in errors.groupby(list(ROW_AXES), sort=False):
+            if key in rows:
+                rows[key]["not done"] = ", ".join(f"{n} {status}" for status, n in cells["status"].value_counts().items())
         table = pd.DataFrame(list(rows.values()))
+        if "not done" in table:
+            table["not done"] = table["not done"].fillna("")
         if f"_{rank_by}" in table:
             higher = directions.get(rank_by.split("(", 1)[0].split(".", 1)[0], False)
             table = table.sort_values(f"_{rank_by}", ascending=not higher, na_position="last", kind="stable")
@@ -67,6 +80,8 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None) -> list[t
                 table.insert(0, "rank", range(1, len(table) + 1))
         columns = [c for c in table.columns if not c.startswith("_")]
         columns = [c for c in columns if c not in metrics] + [m for m in metrics if m in columns]
+        if keep_means:
+            columns = [x for c in columns for x in ((c, f"_{c}") if f"_{c}" in table else (c,))]
         tables.append((component_label(target, tparams), table[columns].reset_index(drop=True)))
     return tables
 

@@ -12,7 +12,7 @@ import base64
 import io
 import math
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -54,13 +54,15 @@ def _short(value: float) -> str:
     return "" if math.isnan(value) else "0" if value == 0 else f"{value:.3g}"
 
 
-def tv_heatmap(matrix: pd.DataFrame, title: str) -> str:
+def tv_heatmap(matrix: pd.DataFrame, title: str, notes: Optional[pd.DataFrame] = None) -> str:
     """Heatmap of TV lower bounds, rows samplers and columns score families, cells annotated.
 
     Parameters
     ----------
     matrix : TV lower bounds in [0, 1]; NaN where the combination was not run (left blank).
     title : the figure title.
+    notes : the text of each cell (same shape; may hold several lines, e.g. TV ± interval and the
+        score errors); default the TV value alone.
 
     Returns
     -------
@@ -68,11 +70,17 @@ def tv_heatmap(matrix: pd.DataFrame, title: str) -> str:
     """
     rows, cols = matrix.shape
     values = matrix.to_numpy(dtype=float)
-    labels = np.vectorize(_short, otypes=[str])(values) if values.size else values
-    with _figure(2.6 + 1.05 * cols, 1.3 + 0.36 * rows) as fig:
+    if notes is None:
+        labels = np.vectorize(_short, otypes=[str])(values) if values.size else values
+        width, height, size = 1.05, 0.36, 7
+    else:
+        labels = notes.to_numpy(dtype=object)
+        lines = max((str(t).count("\n") + 1 for t in labels.ravel()), default=1)
+        width, height, size = 1.6, 0.22 + 0.21 * lines, 7.5
+    with _figure(2.8 + width * cols, 1.4 + height * rows) as fig:
         ax = fig.subplots()
         sns.heatmap(matrix.astype(float), ax=ax, vmin=0.0, vmax=1.0, cmap="rocket_r", mask=np.isnan(values),
-                    annot=labels, fmt="", annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white",
+                    annot=labels, fmt="", annot_kws={"fontsize": size}, linewidths=0.5, linecolor="white",
                     cbar_kws={"label": "TV lower bound", "shrink": 0.8})
         ax.grid(False)  # the style's grid would show through the blank (not run) cells
         ax.set_xlabel("score family (TV bound used)")
@@ -148,4 +156,74 @@ def trajectory_plot(frame: pd.DataFrame, metric: str, title: str, x: str = "step
         ax.set_ylabel(metric)
         ax.set_title(title, fontsize=9)
         _legend_outside(ax, "score / initializer / sampler (band: min-max over seeds)")
+        return _png(fig)
+
+
+# Colour-blind-safe line colours (seaborn's "colorblind" palette, after Okabe & Ito): the Langevin
+# family takes the warm hues and solid lines with circles, the diffusion family the cool hues and
+# dashed lines with squares, so the two families stay apart in grey-scale and under any colour
+# vision deficiency.
+LANGEVIN_COLOURS = ("#d55e00", "#de8f05", "#cc78bc", "#ca9161", "#fbafe4")
+DIFFUSION_COLOURS = ("#0173b2", "#029e73", "#56b4e9", "#949494", "#ece133")
+
+
+def line_styles(lines: list[tuple[str, str]]) -> dict[str, dict]:
+    """Matplotlib style per line from ``[(line, kind)]``: colour by family (cycled), marker, dashes."""
+    styles: dict[str, dict] = {}
+    counts = {"langevin": 0, "diffusion": 0}
+    for line, kind in lines:
+        if line in styles:
+            continue
+        palette = LANGEVIN_COLOURS if kind == "langevin" else DIFFUSION_COLOURS
+        i = counts.get(kind, 0)
+        counts[kind] = i + 1
+        styles[line] = {"color": palette[i % len(palette)], "marker": "o" if kind == "langevin" else "s",
+                        "linestyle": "-" if kind == "langevin" else "--"}
+    return styles
+
+
+def fragility_curve(points: pd.DataFrame) -> str:
+    """The headline: certified TV lower bound against log10 eps_0^2, one panel per trap family.
+
+    Parameters
+    ----------
+    points : :func:`bench_core.fragility.fragility_points` (not empty).
+
+    Returns
+    -------
+    The PNG image, base64-encoded. Lines are samplers (Langevin warm and solid, diffusion cool and
+    dashed), error bars the 95% intervals over seeds; hollow markers are points whose x is the
+    closed-form upper bound on eps_0^2 (Monte Carlo gave 0). The x axis runs from large error
+    (left) to small (right), the direction "arbitrarily small error" points; one legend below all
+    panels, so no data is covered.
+    """
+    panels = list(dict.fromkeys(points["panel"]))
+    styles = line_styles(list(zip(points["line"], points["kind"])))
+    with _figure(min(4.6 * len(panels), 13.0), 3.1) as fig:
+        axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+        for ax, panel in zip(axes, panels):
+            block = points[points["panel"] == panel]
+            for line, rows in block.groupby("line", sort=False):
+                rows = rows.sort_values("log10_eps", ascending=False)
+                style = styles[line]
+                # a TV bound lies in [0, 1]: the interval is clipped there
+                spread = [np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])]
+                ax.errorbar(rows["log10_eps"], rows["tv"], yerr=np.clip(spread, 0.0, None), color=style["color"],
+                            linestyle=style["linestyle"], linewidth=1.4, capsize=2.5, label=line, zorder=3)
+                for bound in (False, True):
+                    part = rows[rows["is_bound"] == bound]
+                    ax.plot(part["log10_eps"], part["tv"], linestyle="none", marker=style["marker"], markersize=5,
+                            color=style["color"], markerfacecolor="white" if bound else style["color"], zorder=4)
+            ax.invert_xaxis()  # left: large error; right: the error shrinking towards 0
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_title(panel, fontsize=9)
+            ax.set_xlabel(r"$\log_{10}\,\varepsilon_0^2$ (score_error.log10, mean over seeds; hollow: bound)", fontsize=8)
+        axes[0].set_ylabel("certified TV lower bound\n(mean, 95% interval over seeds)", fontsize=8)
+        seen: dict = {}  # one legend entry per line, whichever panels it appears in
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, handle)
+        fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(3, len(seen)), frameon=False, fontsize=7.5)
+        fig.tight_layout()
         return _png(fig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +18,7 @@ from .kept_samples import SampleArchive, size_estimate
 from .plan import AXES, Cell, Plan, build_plan, select_matches
 from .plugin_manager import get_registry
 from .progress import Progress
+from .provenance import collect as collect_provenance
 from .registry import Registry
 from .results import RunResults, tidy_tables, write_tables
 from .runner import CellResult
@@ -80,9 +82,10 @@ def plan_suite(suite_path: str | Path, *, device: Optional[str] = None,
     return build_plan(parse_suite(suite_path), registry or get_registry(), device=device, allow_large=allow_large)
 
 
-def _info(plan: Plan, outcomes: list[ClaimOutcome]) -> dict[str, Any]:
+def _info(plan: Plan, outcomes: list[ClaimOutcome], provenance: Optional[dict] = None) -> dict[str, Any]:
     s = plan.suite
-    return {"suite": s.name, "description": s.description, "suite_path": str(s.path),
+    return {"sampler_families": {spec.name: family for spec, family in plan.families.items()},
+            "provenance": provenance or {}, "suite": s.name, "description": s.description, "suite_path": str(s.path),
             "rank_by": s.rank_by or (plan.metric_specs[0].name if plan.metric_specs else None),
             "leaderboard_metrics": s.leaderboard_metrics, "rank_at_equal_nfe": s.rank_at_equal_nfe,
             "higher_is_better": plan.higher_is_better, "seeds": s.seeds, "n_samples": s.n_samples,
@@ -91,11 +94,11 @@ def _info(plan: Plan, outcomes: list[ClaimOutcome]) -> dict[str, Any]:
             "claims": [o.to_json() for o in outcomes]}
 
 
-def export(plan: Plan, store: Store, out_dir: Path) -> RunResults:
+def export(plan: Plan, store: Store, out_dir: Path, provenance: Optional[dict] = None) -> RunResults:
     """Write results.csv, trajectory.csv, run.json and every reporter's files."""
     results, trajectory = tidy_tables(store, plan)
     outcomes = evaluate_claims(plan.suite.claims, results, trajectory)
-    run = RunResults(results, trajectory, _info(plan, outcomes))
+    run = RunResults(results, trajectory, _info(plan, outcomes, provenance))
     write_tables(out_dir, results, trajectory)
     write_text_atomic(out_dir / "run.json", json.dumps(run.info, indent=2, default=str))
     for component in plan.registry.components("reporters"):
@@ -110,6 +113,7 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
               progress: Optional[Progress] = None, registry: Optional[Registry] = None,
               address: Optional[str] = None, allow_large: bool = False, force: bool = False) -> RunSummary:
     """Run a suite end to end and return its summary (files are written to ``out``)."""
+    started = time.perf_counter()
     registry = registry or get_registry()
     plan = plan_suite(suite_path, device=device, registry=registry, allow_large=allow_large)
     out_dir = prepare_out_dir(Path(out) if out else Path("reports") / plan.suite.name, force=force)
@@ -157,7 +161,8 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
         finally:
             execution.progress = None
             progress.close()
-        run = export(plan, store, out_dir)
+        run = export(plan, store, out_dir, collect_provenance(executor=executor, workers=workers,
+                                                             elapsed_s=time.perf_counter() - started))
     errors = run.results[run.results["metric"] == "error"]
     statuses = errors["status"].value_counts().to_dict()
     statuses["done"] = run.results["cell"].nunique() - len(errors)

@@ -82,6 +82,9 @@ def contrast_run(tmp_path_factory):
 
 
 def _section(text: str, anchor: str) -> str:
+    if anchor == "headline":  # the first screen: a <section>, not an <h2> section
+        start = text.index('<section id="headline">')
+        return text[start:text.index("</section>", start)]
     start = text.index(f'<h2 id="{anchor}">')
     end = text.find("<h2 ", start + 1)
     return text[start:] if end < 0 else text[start:end]
@@ -90,8 +93,11 @@ def _section(text: str, anchor: str) -> str:
 def test_bench_run_writes_the_report(contrast_run):
     text = (contrast_run / "report.html").read_text()
     assert text.startswith("<!DOCTYPE html>") and "<style>" in text and "<script" not in text
-    for heading in ("Claims", "Contrast", "Leaderboard", "Trajectories", "Cells not done"):
+    for heading in ("Contrast", "Leaderboard", "Trajectories", "Cells not done", "Run details and provenance"):
         assert f">{heading}</h2>" in text
+    # the headline (claims summary) comes before every section; one target: no fragility curve
+    assert text.index('<section id="headline">') < text.index('<h2 id="contrast">')
+    assert 'id="headline-figure"' not in text
     # contrast: one heatmap and one TV-vs-eps_bar scatter for the target; trajectories: the
     # ranking metric tv_witness.lower is the only *.lower metric recorded at the checkpoints
     assert _section(text, "contrast").count(IMG) == 2
@@ -104,14 +110,16 @@ def test_bench_run_writes_the_report(contrast_run):
 
 
 def test_claims_table_shows_verdicts_and_highlights_failures(contrast_run):
-    claims = _section((contrast_run / "report.html").read_text(), "claims")
+    claims = _section((contrast_run / "report.html").read_text(), "headline")
     assert "1 of 2 claims hold." in claims
     rows = re.findall(r'<tr class="(pass|fail)"><td class="verdict">(PASS|FAIL)</td><td><code>(.*?)</code>'
                       r"</td><td>(.*?)</td></tr>", claims)
-    assert [(r[0], r[1]) for r in rows] == [("pass", "PASS"), ("fail", "FAIL")]
-    assert rows[0][2].startswith("mean(tv_witness.lower) &gt;= 0.5 [sampler=ula, score=ball_trap] -&gt; worst ")
-    assert rows[0][3] == "Theorem 1: the trap holds ULA"
-    assert rows[1][3] == "deliberately false: the admissible trap does not hold DDPM"
+    # failures first and expanded; the passes collapsed under one <details> line
+    assert [(r[0], r[1]) for r in rows] == [("fail", "FAIL"), ("pass", "PASS")]
+    assert claims.index("FAIL") < claims.index("<details><summary>1 claim holds (show)</summary>") < claims.index("PASS")
+    assert rows[1][2].startswith("mean(tv_witness.lower) &gt;= 0.5 [sampler=ula, score=ball_trap] -&gt; worst ")
+    assert rows[1][3] == "Theorem 1: the trap holds ULA"
+    assert rows[0][3] == "deliberately false: the admissible trap does not hold DDPM"
 
 
 def test_contrast_points_match_the_contrast_table(contrast_run):
