@@ -19,6 +19,7 @@ import pandas as pd
 
 from .atomic_files import write_text_atomic
 from . import report_figures as figures
+from . import sample_figures
 from .contrast import bound_tag, contrast_tables, eps0_text, tv_metric_for
 from .errors import ResultsError
 from .fragility import fragility_points, fragility_summary
@@ -27,6 +28,7 @@ from .leaderboard import component_label, leaderboard_tables
 from .results import RESULT_COLUMNS, RunResults, load_results
 
 MAX_TRAJECTORY_FIGURES = 4  # per target
+MAX_SAMPLE_VIEWS = 12
 _AXES = ("score", "initializer", "sampler")
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -279,6 +281,22 @@ def _leaderboards(run: RunResults) -> str:
     return "".join(parts)
 
 
+def _sample_views(run: RunResults) -> str:
+    """For the cells a claim names (first seed): radial histogram and 2-D projection against the target."""
+    if not run.views:
+        return ""
+    cells = run.results.drop_duplicates("cell").set_index("cell")
+    parts = ['<p class="note">Where the samples of the cells the claims name lie (first seed, '
+             f"{MAX_SAMPLE_VIEWS} at most): left, the distance to the target's mean c of the samples against as many "
+             "reference draws; right, both projected on the direction u of c (of the samples' mean shift when "
+             "c = 0) and an orthogonal axis v. Grey: the target.</p>"]
+    for key in [k for k in cells.index if k in run.views][:MAX_SAMPLE_VIEWS]:
+        r = cells.loc[key]
+        title = " / ".join(component_label(r[a], r[f"{a}_params"]) for a in ("target", *_AXES))
+        parts.append(_figure(sample_figures.sample_view_figure(run.views[key], title), title))
+    return "".join(parts)
+
+
 def _trajectory_metrics(names: list[str], rank_by: Optional[str]) -> list[str]:
     """The ranking metric, then the certified lower bounds; the first metric if neither was recorded."""
     chosen = ([rank_by] if rank_by in names else []) + [m for m in names if m.endswith(".lower") and m != rank_by]
@@ -323,6 +341,7 @@ def _not_done(run: RunResults) -> str:
 def render_html(run: RunResults) -> str:
     """The whole report as one HTML document (see the module docstring)."""
     sections = [("contrast", "Contrast", _contrast(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
+                ("samples", "Samples of the claimed cells", _sample_views(run)),
                 ("trajectories", "Trajectories", _trajectories(run)),
                 ("not-done", "Cells not done", _not_done(run)), ("provenance", "Run details and provenance", _details(run))]
     sections = [s for s in sections if s[2]]

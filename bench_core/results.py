@@ -17,6 +17,7 @@ import pandas as pd
 from .atomic_files import write_atomic
 from .errors import ResultsError
 from .plan import Plan
+from .sample_views import load_views
 from .stats import ci95_halfwidth
 from .store import Store
 
@@ -34,6 +35,7 @@ class RunResults:
     results: pd.DataFrame
     trajectory: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
+    views: dict[str, dict] = field(default_factory=dict)  # cell key -> sample view (bench_core.sample_views)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -100,4 +102,4 @@ def load_results(out_dir: str | Path) -> RunResults:
                   else pd.DataFrame(columns=TRAJECTORY_COLUMNS))
     info_path = out_dir / "run.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    return RunResults(results, trajectory, info)
+    return RunResults(results, trajectory, info, load_views(out_dir, set(results["cell"].astype(str))))

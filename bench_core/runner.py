@@ -23,6 +23,7 @@ from torch import Tensor
 from .allocator import keep_freed_memory
 from .cell_timeout import CellTimeout, cell_deadline
 from .cost import CountingScore, sampler_diagnostics
+from .sample_views import claimed, sample_view
 from .data import check_particles, make_reference, make_training_data
 from .errors import Diverged, SkipCell, SkipMetric
 from .kept_samples import KeptSamples, SamplesToKeep, to_storage
@@ -62,6 +63,7 @@ class CellResult:
     keep: Optional[SamplesToKeep] = None  # the states to keep, when the suite keeps samples
     reused: bool = False  # the samples came from an earlier run: no sampler ran
     traceback: str = ""  # of a failed cell: written to errors.log in the output folder
+    view: Optional[dict] = None  # of a cell a claim names: radial and 2-D summaries (sample_views)
 
 
 def source_location(filename: str) -> str:
@@ -153,7 +155,7 @@ class CellRunner:
         rows: list[MetricRow] = []
         keep: list[SamplesToKeep] = []
         trace = ""
-        self._phase, self._step = "the harness", 0
+        self._phase, self._step, self._view = "the harness", 0, None
         with numeric_context(self.dtype), suite_directory(self.suite.path):
             try:
                 with cell_deadline(self.suite.cell_timeout, lambda: self._step) as self._deadline:
@@ -174,7 +176,7 @@ class CellRunner:
             rows = [r for r in rows if r.step is not None]  # keep the trajectory measured so far
         wall = time.perf_counter() - start + (kept.sample_s if kept is not None else 0.0)
         return CellResult(cell.key, status, wall, reason, rows, keep[0] if keep and status == "done" else None,
-                          kept is not None, trace)
+                          kept is not None, trace, self._view if status == "done" else None)
 
     def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress],
              kept: Optional[KeptSamples], keep: list[SamplesToKeep]) -> None:
@@ -249,6 +251,9 @@ class CellRunner:
             keep.append(SamplesToKeep(to_storage(samples, self.suite.keep_samples), sorted(kept_states),
                                       time.perf_counter() - sampling_start))
         measure(samples, None, None)
+        if claimed(self.plan, cell):
+            self._phase = "the sample view"
+            self._view = sample_view(samples, ctx.reference, target)
         diagnostics, problem = sampler_diagnostics(sampler)
         rows.extend(MetricRow(name, value) for name, value in diagnostics.items())
         if problem is not None:

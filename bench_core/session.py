@@ -21,6 +21,7 @@ from .progress import Progress
 from .provenance import collect as collect_provenance
 from .registry import Registry
 from .results import RunResults, tidy_tables, write_tables
+from .sample_views import load_views, save_view
 from .runner import CellResult
 from .store import Store
 from .suite import parse_suite
@@ -98,7 +99,8 @@ def export(plan: Plan, store: Store, out_dir: Path, provenance: Optional[dict] =
     """Write results.csv, trajectory.csv, run.json and every reporter's files."""
     results, trajectory = tidy_tables(store, plan)
     outcomes = evaluate_claims(plan.suite.claims, results, trajectory)
-    run = RunResults(results, trajectory, _info(plan, outcomes, provenance))
+    run = RunResults(results, trajectory, _info(plan, outcomes, provenance),
+                     load_views(out_dir, set(results["cell"])))
     write_tables(out_dir, results, trajectory)
     write_text_atomic(out_dir / "run.json", json.dumps(run.info, indent=2, default=str))
     for component in plan.registry.components("reporters"):
@@ -154,6 +156,9 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
                 if result.keep is not None:  # the file first: a stored cell always has its samples
                     archive.save(cell.sample_key, result.keep)
                     result.keep = None
+                if result.view is not None:
+                    save_view(out_dir, cell.id, result.view)  # named like the results.csv "cell" column
+                    result.view = None
                 store.write(cell, result)
                 progress.finish_cell(cell.label(), result.status, result.wall_s, result.reason)
         except KeyboardInterrupt:

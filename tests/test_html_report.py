@@ -102,7 +102,8 @@ def test_bench_run_writes_the_report(contrast_run):
     # ranking metric tv_witness.lower is the only *.lower metric recorded at the checkpoints
     assert _section(text, "contrast").count(IMG) == 2
     assert _section(text, "trajectories").count(IMG) == 1
-    assert text.count(IMG) == 3
+    assert _section(text, "samples").count(IMG) == 2  # the two claims' cells, first seed
+    assert text.count(IMG) == 5
     assert "tiny &lt;b&gt;&amp; report check" in text and "<b>&" not in text
     assert "Ranked by <code>tv_witness.lower</code> (higher is better)" in text
     assert "All 8 cells finished." in text
@@ -142,7 +143,7 @@ def test_bench_report_writes_the_named_file(contrast_run, tmp_path, capsys):
     assert main(["report", str(contrast_run), "-o", str(target)]) == 0
     assert capsys.readouterr().out.strip() == str(target)
     text = target.read_text()
-    assert text.count(IMG) == 3 and "1 of 2 claims hold." in text
+    assert text.count(IMG) == 5 and "1 of 2 claims hold." in text
 
 
 def test_bench_report_on_a_missing_folder_is_one_clean_error(tmp_path, capsys):
@@ -199,3 +200,19 @@ def test_time_checkpoints_plot_against_t(write_suite, tmp_path):
     run_suite(suite, out=tmp_path / "out")
     html = (tmp_path / "out" / "report.html").read_text()
     assert "mean_error against the time" in html and "against the step" not in html
+
+
+def test_the_cells_a_claim_names_keep_a_sample_view(contrast_run):
+    """Seed 0 of each claimed cell (ula and ddpm with the ball trap) has its view; the ULA samples sit
+    near 0, about ||mu|| = 3 sqrt(10) = 9.5 from the target's mean, where no reference draw lies."""
+    run = load_results(contrast_run)
+    cells = run.results.drop_duplicates("cell")
+    claimed = cells[(cells["score"] == "ball_trap") & (cells["seed"] == 0)]
+    assert set(run.views) == set(claimed["cell"]) and len(run.views) == 2
+    ula = run.views[claimed[claimed["sampler"] == "ula"]["cell"].item()]
+    assert {k: v.shape for k, v in ula.items()} == {"radial": (300,), "radial_ref": (300,), "plane": (300, 2),
+                                                   "plane_ref": (300, 2)}
+    # reference: ||z|| for z ~ N(0, I_10) is about sqrt(10) = 3.2; the trapped ULA samples: about 9.5
+    assert ula["radial_ref"].mean() == pytest.approx(3.1, abs=0.4) and ula["radial"].mean() > 6.0
+    # the first axis is the mean direction: the reference sits at +||mu|| on it, the trapped samples near 0
+    assert ula["plane_ref"][:, 0].mean() == pytest.approx(9.49, abs=0.3) and ula["plane"][:, 0].mean() < 4.0
