@@ -1,30 +1,32 @@
 """``report.html``: one self-contained page per results folder (DESIGN sections 7 and 8).
 
-Sections: the run (suite, cells, settings), claims, the contrast (tables, and per target a heatmap
-of the TV lower bound of samplers × score families and TV against ε̄²), the leaderboards,
-trajectories at the checkpoints, and the cells that did not finish. The numbers are those of
-``leaderboard.md`` and ``contrast.md`` (``RunResults.summary``, ``leaderboard_tables``, ``contrast_tables``),
-so the page and the Markdown files never disagree. CSS is inline and figures are base64 PNG, so
-the file can be mailed or archived alone; every text taken from the data is HTML-escaped.
+From the top: the headline (:mod:`.html_headline`: the fragility curve, its sentence, the claims),
+the contrast (:mod:`.html_contrast`), the leaderboards (styled: best per column, rows with seeds not
+done marked), each suite's own views (:mod:`.report_views`), samples of the claimed cells
+(:mod:`.sample_views`), trajectories at the checkpoints, the cells that did not finish, and the run's
+settings and provenance. The numbers are those of ``leaderboard.md`` and ``contrast.md``
+(``RunResults.summary``, ``leaderboard_tables``, ``contrast_tables``), so the page and the Markdown
+files never disagree. CSS is inline and figures are base64 PNG, so the file can be mailed or
+archived alone; every text taken from the data is HTML-escaped.
 """
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from .atomic_files import write_text_atomic
 from . import report_figures as figures
 from . import sample_figures
-from .contrast import bound_tag, contrast_tables, eps0_text, tv_metric_for
+from .atomic_files import write_text_atomic
 from .errors import ResultsError
-from .fragility import fragility_points, fragility_summary
-from .labels import full_label, short_labels, short_names
+from .html_contrast import contrast_section
+from .html_headline import headline_section
+from .html_parts import escape as _e, figure as _figure, table as _table
 from .leaderboard import component_label, leaderboard_tables
+from .report_views import suite_views
 from .results import RESULT_COLUMNS, RunResults, load_results
 
 MAX_TRAJECTORY_FIGURES = 4  # per target
@@ -44,20 +46,6 @@ img{max-width:100%}code{font-size:12px}.note{color:#555;font-size:13px}
 .lead{font-size:15px;max-width:70em;margin:.3em 0}figure.headline{display:block;margin:.4em 0}
 .claims-count.fail{color:#b00020}.claims-count.pass{color:#11763d}details summary{cursor:pointer;color:#333}
 """
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(frame: pd.DataFrame) -> str:
-    body = frame.to_html(index=False, escape=True, na_rep="", border=0, classes="data")
-    return f'<div class="scroll">{body}</div>'
-
-
-def _figure(png: str, caption: str) -> str:
-    return (f'<figure><img src="data:image/png;base64,{png}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
 def _config_labels(frame: pd.DataFrame) -> pd.Series:
@@ -104,140 +92,6 @@ def _details(run: RunResults) -> str:
                   .rename(columns={"label": "sampler"}).round({"total_s": 1, "mean_s": 3}))
     return (f'<table class="meta">{rows}</table><p>Wall time per sampler (cells run in this folder):</p>'
             f"{_table(by_sampler)}")
-
-
-def _claim_rows(claims: list[dict[str, Any]]) -> str:
-    rows = []
-    for c in claims:
-        verdict, why, line = "PASS" if c.get("holds") else "FAIL", c.get("why") or "", c.get("line", "")
-        # the line repeats the verdict in front and the why at the end: both have their own column
-        line = line.removeprefix(f"{verdict} ").removesuffix(f"  [{why}]" if why else "")
-        rows.append(f'<tr class="{verdict.lower()}"><td class="verdict">{verdict}</td>'
-                    f"<td><code>{_e(line)}</code></td><td>{_e(why)}</td></tr>")
-    return (f'<div class="scroll"><table><tr><th>result</th><th>claim</th><th>why</th></tr>'
-            f"{''.join(rows)}</table></div>")
-
-
-def _claims(info: dict[str, Any]) -> str:
-    """n of m hold; the failures first, expanded; the passes collapsed under one line."""
-    claims = info.get("claims") or []
-    if not claims:
-        return '<p class="note">This suite states no claims.</p>'
-    failing = [c for c in claims if not c.get("holds")]
-    passing = [c for c in claims if c.get("holds")]
-    verdict = "fail" if failing else "pass"
-    parts = [f'<p class="claims-count {verdict}"><b>{len(passing)} of {len(claims)} claims hold.</b></p>']
-    if failing:
-        parts.append(_claim_rows(failing))
-    if passing:
-        parts.append(f"<details><summary>{len(passing)} claim{'s' if len(passing) > 1 else ''} {'hold' if len(passing) > 1 else 'holds'} "
-                     f"(show)</summary>{_claim_rows(passing)}</details>")
-    return "".join(parts)
-
-
-def _headline(run: RunResults) -> str:
-    """The first screen: the fragility curve, the sentence stating the contrast, the claims summary."""
-    points = fragility_points(run)
-    parts = []
-    if not points.empty:
-        caption = ("Certified TV lower bound against log10 ε₀² (the t = 0 score error Langevin sees), one panel "
-                   "per trap family; Langevin samplers warm and solid, diffusion samplers cool and dashed; bars: 95% "
-                   "intervals over seeds; hollow markers: closed-form upper bound on ε₀² (Monte Carlo gave 0).")
-        parts.append(f'<figure id="headline-figure" class="headline"><img src="data:image/png;base64,'
-                     f'{figures.fragility_curve(points)}" alt="fragility curve: TV against the score error">'
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")
-        parts += [f'<p class="lead">{_e(sentence)}</p>' for sentence in fragility_summary(points)]
-    parts.append(_claims(run.info))
-    return "".join(parts)
-
-
-def contrast_points(run: RunResults) -> pd.DataFrame:
-    """One row per (target, sampler row, score family) labelled as in ``contrast_tables``.
-
-    Returns
-    -------
-    Columns ``target``, ``sampler``, ``family``, ``tag`` (which TV bound), ``tv`` and ``ci95`` (mean
-    over seeds and 95% half-width of the metric ``tv_metric_for`` picks for the family), ``eps0``
-    (ε₀² as the contrast tables write it, a closed-form bound ``≤1eK`` where Monte Carlo gives 0),
-    ``eps_bar`` (mean ``score_error.bar_sq``), and ``row`` / ``family_key`` (the components, for
-    :mod:`bench_core.labels`); NaN where a metric was not measured.
-    """
-    summary = run.summary
-    records = []
-    for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
-        available = set(block["metric"])
-        stats: dict[tuple, dict[str, tuple[float, float]]] = {}
-        for r in block.itertuples(index=False):
-            key = (r.score, r.score_params, r.initializer, r.initializer_params, r.sampler, r.sampler_params)
-            stats.setdefault(key, {})[r.metric] = (r.mean, r.ci95)
-        for (score, sparams, init, iparams, sampler, pparams), values in stats.items():
-            metric = tv_metric_for(score, available)
-            tv, ci = values.get(metric, (math.nan, math.nan)) if metric else (math.nan, math.nan)
-            row = ((sampler, pparams), (init, iparams))
-            records.append({"target": component_label(target, tparams), "sampler": full_label(row),
-                            "family": component_label(score, sparams), "tag": bound_tag(metric), "tv": tv,
-                            "ci95": ci, "eps0": eps0_text(values),
-                            "eps_bar": values.get("score_error.bar_sq", (math.nan,))[0],
-                            "row": row, "family_key": (score, sparams)})
-    return pd.DataFrame(records, columns=["target", "sampler", "family", "tag", "tv", "ci95", "eps0", "eps_bar",
-                                          "row", "family_key"])
-
-
-def _cell_text(r: Any) -> str:
-    """A heatmap cell: TV ± interval, then the two score errors that explain it."""
-    if math.isnan(r.tv):
-        return ""
-    tv = f"{r.tv:.2f}" + ("" if math.isnan(r.ci95) else f"±{r.ci95:.2f}")
-    bar = "n/a" if math.isnan(r.eps_bar) else f"{r.eps_bar:.0e}" if r.eps_bar else "0"
-    return f"{tv}\nε₀² {r.eps0}\nε̄² {bar}"
-
-
-def _contrast(run: RunResults) -> str:
-    tables = contrast_tables(run)
-    if not tables:
-        return ""
-    points = contrast_points(run)
-    parts = ['<p class="note">One heatmap per target: rows are samplers, columns score families. Each cell: the '
-             "certified TV lower bound, mean ± 95% interval over seeds (colour), and beneath it the two score errors "
-             "that explain it: ε₀² = E<sub>π</sub>‖ŝ₀ − ∇log π‖² (the norm Langevin needs small; ≤1eK: closed-form "
-             "bound, Monte Carlo gave 0) and ε̄² = the time-averaged error over the sampler's grid (the norm the "
-             "diffusion bound needs small). Blank: not run. Axis labels keep only the params that tell rows or "
-             "columns apart; the full labels and the table with Δ = TV(family) − TV(exact) are below each map.</p>"]
-    for title, table in tables:
-        parts.append(f"<h3>{_e(title)}</h3>")
-        block = points[points["target"] == title].drop_duplicates(["sampler", "family"])
-        if block["tv"].isna().all():
-            parts.append('<p class="note">No TV lower bound was measured for this target.</p>')
-        else:
-            rows = list(dict.fromkeys(block["row"]))
-            families = list(dict.fromkeys(block["family_key"]))
-            row_names, family_names = short_labels(rows), short_names(families)
-            tags = block.groupby("family")["tag"].first()
-            columns = [f"{short} · {tags.get(component_label(*key), 'TV')}" for short, key in zip(family_names, families)]
-            index = dict(zip(rows, row_names))
-            where = {(index[r.row], columns[families.index(r.family_key)]): r for r in block.itertuples(index=False)}
-            values = pd.DataFrame(math.nan, index=row_names, columns=columns)
-            notes = pd.DataFrame("", index=row_names, columns=columns)
-            for (i, j), r in where.items():
-                values.loc[i, j], notes.loc[i, j] = r.tv, _cell_text(r)
-            parts.append(f'<figure class="contrast">'
-                         f'<img src="data:image/png;base64,{figures.tv_heatmap(values, title, notes)}" '
-                         f'alt="{_e(title)}: TV lower bound and score errors, samplers × score families">'
-                         f"<figcaption>{_e(title)}: certified TV lower bound (± 95%), ε₀² and ε̄² per cell"
-                         "</figcaption></figure>")
-            legend = pd.DataFrame({"short label": row_names + family_names,
-                                   "full label": [full_label(r) for r in rows]
-                                   + [component_label(*f) for f in families]})
-            legend = legend[legend["short label"] != legend["full label"]]
-            scatter = block.dropna(subset=["tv", "eps_bar"])
-            if not scatter.empty:
-                parts.append(_figure(figures.tv_scatter(scatter.assign(sampler=scatter["row"].map(index)), title),
-                                     f"{title}: TV lower bound against ε̄² (score_error.bar_sq)"))
-            if not legend.empty:
-                parts.append(f"<details><summary>full labels</summary>{_table(legend)}</details>")
-        parts.append(f"<details><summary>the same numbers as a table, with Δ (fragility)</summary>{_table(table)}"
-                     "</details>")
-    return "".join(parts)
 
 
 def _styled_leaderboard(table: pd.DataFrame, directions: dict[str, bool], uid: str = "lb") -> str:
@@ -338,10 +192,11 @@ def _not_done(run: RunResults) -> str:
     return "".join(parts)
 
 
-def render_html(run: RunResults) -> str:
-    """The whole report as one HTML document (see the module docstring)."""
-    sections = [("contrast", "Contrast", _contrast(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
-                ("samples", "Samples of the claimed cells", _sample_views(run)),
+def render_html(run: RunResults, out_dir: Optional[Path] = None) -> str:
+    """The whole report as one HTML document (see the module docstring); ``out_dir``, the results
+    folder, lets the suite views find what lives beside it (the suite file, the network cache)."""
+    sections = [("contrast", "Contrast", contrast_section(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
+                *suite_views(run, out_dir), ("samples", "Samples of the claimed cells", _sample_views(run)),
                 ("trajectories", "Trajectories", _trajectories(run)),
                 ("not-done", "Cells not done", _not_done(run)), ("provenance", "Run details and provenance", _details(run))]
     sections = [s for s in sections if s[2]]
@@ -349,7 +204,7 @@ def render_html(run: RunResults) -> str:
     body = "".join(f'<h2 id="{anchor}">{_e(name)}</h2>{content}' for anchor, name, content in sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>bench report: {_e(run.info.get('suite', 'bench'))}</title><style>{_CSS}</style></head>"
-            f'<body>{_title(run)}<section id="headline">{_headline(run)}</section><nav>{nav}</nav>'
+            f'<body>{_title(run)}<section id="headline">{headline_section(run)}</section><nav>{nav}</nav>'
             '<p class="note">Values are means over seeds ± the 95% Student-t half-width.</p>'
             f"{body}</body></html>\n")
 
@@ -357,7 +212,7 @@ def render_html(run: RunResults) -> str:
 def write_html(run: RunResults, path: str | Path) -> Path:
     """Write ``render_html(run)`` to ``path`` (UTF-8) and return the path."""
     path = Path(path)
-    write_text_atomic(path, render_html(run))
+    write_text_atomic(path, render_html(run, path.parent))
     return path
 
 

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import pytest
 
 from bench_core.cli import main
-from bench_core.html_report import contrast_points, render_html
+from bench_core.html_contrast import contrast_points
+from bench_core.html_report import render_html
 from bench_core.results import load_results
 from bench_core.session import run_suite
 from conftest import BASE_SUITE
