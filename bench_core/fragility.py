@@ -23,13 +23,14 @@ from typing import Any, Optional
 import pandas as pd
 
 from .contrast import EXACT, tv_metric_for
+from .labels import full_label, short_labels
 from .leaderboard import component_label
 from .results import RunResults
 
 LOG10_EPS = "score_error.log10"
 IS_BOUND = "score_error.log10_is_bound"
 POINT_COLUMNS = ["panel", "target", "family", "line", "kind", "config", "log10_eps", "is_bound", "tv", "ci95", "n",
-                 "metric"]
+                 "metric", "full_line"]
 # the sentence describes the far end of the curve: points at or below this log10 eps_0^2 when any
 SMALL_LOG10_EPS = -10.0
 
@@ -45,9 +46,10 @@ def fragility_points(run: RunResults) -> pd.DataFrame:
 
     Returns
     -------
-    Columns :data:`POINT_COLUMNS`, one row per (panel, line, target configuration); empty when the
-    run has no sweep (no family measured on two configurations of a target with both
-    ``score_error.log10`` and a TV lower bound).
+    Columns :data:`POINT_COLUMNS`, one row per (panel, line, target configuration); ``line`` is the
+    short label (:func:`bench_core.labels.short_labels` over every line), ``full_line`` the full one.
+    Empty when the run has no sweep (no sampler measured on two configurations of a target with
+    both ``score_error.log10`` and a TV lower bound for a family).
     """
     summary = run.summary
     if summary.empty or LOG10_EPS not in set(summary["metric"]):
@@ -72,9 +74,7 @@ def fragility_points(run: RunResults) -> pd.DataFrame:
                 if key not in eps.index:
                     continue
                 _, tparams, _, _, init, iparams, sampler, pparams = key
-                line = component_label(sampler, pparams)
-                if init != "prior":
-                    line = f"{line} from {component_label(init, iparams)}"
+                line = ((sampler, pparams), (init, iparams))
                 records.append({
                     "panel": f"{family} on {target}", "target": component_label(target, tparams), "family": family,
                     "line": line, "kind": sampler_kind(sampler, init, families), "config": tparams,
@@ -85,8 +85,14 @@ def fragility_points(run: RunResults) -> pd.DataFrame:
     points = pd.DataFrame(records, columns=POINT_COLUMNS)
     if points.empty:
         return points
-    sweeps = points.groupby("panel")["config"].nunique()
-    points = points[points["panel"].isin(sweeps[sweeps >= 2].index)]
+    # a curve needs two points: a sampler run on one configuration only is not part of the sweep
+    sizes = points.groupby(["panel", "line"])["config"].transform("nunique")
+    points = points[sizes >= 2]
+    if points.empty:
+        return points
+    rows = list(dict.fromkeys(points["line"]))
+    short = dict(zip(rows, short_labels(rows)))  # one rule for the figure, its legend and the sentence
+    points = points.assign(full_line=points["line"].map(full_label), line=points["line"].map(short))
     return points.sort_values(["panel", "kind", "line", "log10_eps"], ascending=[True, False, True, False],
                               kind="stable").reset_index(drop=True)
 

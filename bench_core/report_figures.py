@@ -163,8 +163,12 @@ def trajectory_plot(frame: pd.DataFrame, metric: str, title: str, x: str = "step
 # family takes the warm hues and solid lines with circles, the diffusion family the cool hues and
 # dashed lines with squares, so the two families stay apart in grey-scale and under any colour
 # vision deficiency.
-LANGEVIN_COLOURS = ("#d55e00", "#de8f05", "#cc78bc", "#ca9161", "#fbafe4")
-DIFFUSION_COLOURS = ("#0173b2", "#029e73", "#56b4e9", "#949494", "#ece133")
+# (the palette's yellow and pink are left out: too light on white)
+LANGEVIN_COLOURS = ("#d55e00", "#de8f05", "#cc78bc", "#ca9161")
+DIFFUSION_COLOURS = ("#0173b2", "#029e73", "#56b4e9", "#949494")
+# markers differ within a family too: diffusion lines often coincide at TV 0, and each must stay visible
+LANGEVIN_MARKERS = ("o", "^", "v", "<")
+DIFFUSION_MARKERS = ("s", "D", "P", "X")
 
 
 def line_styles(lines: list[tuple[str, str]]) -> dict[str, dict]:
@@ -174,11 +178,12 @@ def line_styles(lines: list[tuple[str, str]]) -> dict[str, dict]:
     for line, kind in lines:
         if line in styles:
             continue
-        palette = LANGEVIN_COLOURS if kind == "langevin" else DIFFUSION_COLOURS
+        langevin = kind == "langevin"
+        palette, markers = (LANGEVIN_COLOURS, LANGEVIN_MARKERS) if langevin else (DIFFUSION_COLOURS, DIFFUSION_MARKERS)
         i = counts.get(kind, 0)
         counts[kind] = i + 1
-        styles[line] = {"color": palette[i % len(palette)], "marker": "o" if kind == "langevin" else "s",
-                        "linestyle": "-" if kind == "langevin" else "--"}
+        styles[line] = {"color": palette[i % len(palette)], "marker": markers[i % len(markers)],
+                        "linestyle": "-" if langevin else "--"}
     return styles
 
 
@@ -212,7 +217,9 @@ def fragility_curve(points: pd.DataFrame) -> str:
                             linestyle=style["linestyle"], linewidth=1.4, capsize=2.5, label=line, zorder=3)
                 for bound in (False, True):
                     part = rows[rows["is_bound"] == bound]
-                    ax.plot(part["log10_eps"], part["tv"], linestyle="none", marker=style["marker"], markersize=5,
+                    # later lines drawn smaller: coinciding points stay visible as nested markers
+                    size = 7.0 - 1.2 * list(styles).index(line) % 4
+                    ax.plot(part["log10_eps"], part["tv"], linestyle="none", marker=style["marker"], markersize=size,
                             color=style["color"], markerfacecolor="white" if bound else style["color"], zorder=4)
             ax.invert_xaxis()  # left: large error; right: the error shrinking towards 0
             ax.set_ylim(-0.05, 1.05)

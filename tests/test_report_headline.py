@@ -67,12 +67,12 @@ def test_fragility_points_are_the_seed_means_of_the_cells(sweep):
     points = fragility_points(run)
     assert set(points["panel"]) == {"ball_trap on gaussian"}  # exact is the reference, not a panel
     assert len(points) == 6 and points.groupby("line")["config"].nunique().tolist() == [3, 3]
-    kinds = dict(zip(points["line"], points["kind"]))
-    assert kinds == {"ula(n_steps=200, step_size=0.0025) from standard_normal": "langevin",
-                     "ddim(n_steps=30)": "diffusion"}
+    kinds = dict(zip(points["line"], points["kind"]))  # short labels: nothing else tells the lines apart
+    assert kinds == {"ula from standard_normal": "langevin", "ddim": "diffusion"}
+    assert set(points["full_line"]) == {"ula(n_steps=200, step_size=0.0025) from standard_normal", "ddim(n_steps=30)"}
     done = run.results[(run.results["score"] == "ball_trap") & (run.results["status"] == "done")]
     for r in points.itertuples():
-        cells = done[(done["target_params"] == r.config) & (done["sampler"] == r.line.split("(")[0])]
+        cells = done[(done["target_params"] == r.config) & (done["sampler"] == r.full_line.split("(")[0])]
         by_metric = cells.groupby("metric")["value"]
         assert r.log10_eps == pytest.approx(by_metric.mean()["score_error.log10"], rel=1e-12)
         assert r.tv == pytest.approx(by_metric.mean()["tv_witness.lower"], rel=1e-12)
@@ -193,3 +193,12 @@ def test_leaderboards_mark_rows_with_seeds_not_done_and_highlight_the_best():
     assert styled("#fde2e2") == {f"row1_{col['not done']}"}
     assert "_m" not in html and "1 diverged" in html
     assert "not done" not in leaderboard_tables(_tiny_run(["done", "done"]))[0][1]
+
+
+def test_a_sampler_measured_on_one_configuration_is_not_a_line(sweep):
+    run = load_results(sweep)
+    r = run.results
+    first = r["target_params"].iloc[0]
+    keep = r[(r["sampler"] != "ddim") | (r["target_params"] == first)]
+    points = fragility_points(RunResults(keep.reset_index(drop=True), run.trajectory, run.info))
+    assert set(points["line"]) == {"ula from standard_normal"} and len(points) == 3
