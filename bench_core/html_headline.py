@@ -9,7 +9,7 @@ from typing import Any
 
 from . import report_figures as figures
 from .fragility import fragility_points, fragility_summary
-from .html_parts import escape as _e
+from .html_parts import escape as _e, table as _table
 from .results import RunResults
 
 
@@ -54,5 +54,10 @@ def headline_section(run: RunResults) -> str:
                      f'{figures.fragility_curve(points)}" alt="fragility curve: TV against the score error">'
                      f"<figcaption>{_e(caption)}</figcaption></figure>")
         parts += [f'<p class="lead">{_e(sentence)}</p>' for sentence in fragility_summary(points)]
+        labels = points[["line", "full_line"]].drop_duplicates()
+        labels = labels[labels["line"] != labels["full_line"]]
+        if not labels.empty:  # the legend's short labels, spelled out
+            parts.append("<details><summary>full labels of the lines</summary>"
+                         f"{_table(labels.rename(columns={'line': 'short label', 'full_line': 'full label'}))}</details>")
     parts.append(_claims(run.info))
     return "".join(parts)

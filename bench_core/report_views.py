@@ -138,7 +138,10 @@ def _theorem7(run: RunResults) -> str:
         if not (block["score"] == "memorized").any() or len(dims) < 2:
             continue
         block = block.assign(panel=_short_labels(block, "score"), line=_short_labels(block, "initializer"))
-        order = sorted(block["panel"].unique(), key=lambda p: not p.startswith("memorized"))  # the trap first
+        # the trap first; a score measured at one dimension only has no curve to show
+        order = sorted((p for p, rows in block.groupby("panel") if rows["x"].nunique() >= 2),
+                       key=lambda p: not p.startswith("memorized"))
+        block = block[block["panel"].isin(order)]
         title = f"{component_label(target, rest)}, {component_label(sampler, sparams)}"
         png = figures.band_lines([(p, block[block["panel"] == p]) for p in order], x_label="dimension d",
                                  y_label="certified TV lower bound", legend_title=f"start (initializer); {BAND}",

@@ -119,6 +119,7 @@ def test_the_report_opens_with_the_fragility_curve(sweep):
     assert figure < page.index('<p class="lead">ball_trap on gaussian: where ε₀² ≤') < page.index('<h2 id="contrast">')
     png = base64.b64decode(page[page.index("base64,", figure) + 7:page.index('"', page.index("base64,", figure))])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "<td>ula from standard_normal</td>" in page and "<td>ula(n_steps=200, step_size=0.0025) from standard_normal</td>" in page
     # the contrast heatmap cells carry the score errors next to TV
     assert "ε₀² and ε̄² per cell" in page and "<details><summary>the same numbers as a table" in page
 
