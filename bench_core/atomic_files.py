@@ -7,9 +7,12 @@ POSIX within one file system). A reader sees the old file or the new one.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -30,3 +33,11 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 def write_text_atomic(path: Path, text: str) -> Path:
     """``path.write_text(text)`` (UTF-8), atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``np.savez(path, **arrays)``, atomically (built in memory: ``savez`` would rename a temporary
+    file that does not end in ``.npz``)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))

@@ -13,9 +13,6 @@ Samples kept as float16 feed the new metrics rounded to 11 significant bits; the
 """
 from __future__ import annotations
 
-import io
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,6 +20,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch import Tensor
+
+from .atomic_files import write_npz_atomic
 
 SAMPLES_DIR = "samples"
 _BYTES = {"float16": 2, "float32": 4, "float64": 8}
@@ -74,16 +73,7 @@ class SampleArchive:
         for step, t, state in kept.states:
             arrays[f"step_{step}"] = state.numpy()
             arrays[f"t_{step}"] = np.float64(t)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        path = self.path(sample_key)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{time.monotonic_ns()}-{path.name}")
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_npz_atomic(self.path(sample_key), arrays)
 
     def load(self, sample_key: str, rows_of: Callable[[str], Optional[list]]) -> Optional[KeptSamples]:
         """The kept samples of ``sample_key`` with the rows the finished cell that made them recorded

@@ -15,7 +15,6 @@ written to ``<out>/views/<cell id>.npz`` (the ``cell`` column of results.csv) by
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .atomic_files import write_atomic
+from .atomic_files import write_npz_atomic
 from .plan import Cell, Plan, select_matches
 
 VIEW_N = 500
@@ -80,10 +79,7 @@ def save_view(out_dir: Path, key: str, view: dict[str, np.ndarray]) -> Path:
     """Write one cell's view (tmp file, then rename: a crash leaves no half file)."""
     path = Path(out_dir) / FOLDER / f"{key}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, **view)
-    write_atomic(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
-    return path
+    return write_npz_atomic(path, view)
 
 
 def load_views(out_dir: Path, keys: Optional[set[str]] = None) -> dict[str, dict[str, np.ndarray]]:
