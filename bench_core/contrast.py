@@ -16,7 +16,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from .leaderboard import component_label
+from .labels import full_label
+from .leaderboard import component_label, metric_plugin
 from .results import RunResults
 
 EXACT = "exact"
@@ -45,7 +46,7 @@ def tv_metric_for(score: str, available: set[str]) -> Optional[str]:
 
 def bound_tag(metric: Optional[str]) -> str:
     """``TV[wit]`` (witness set), ``TV[modes]`` (mode assignment) or ``TV[clf]`` (classifier)."""
-    base = (metric or "").split("(", 1)[0].split(".", 1)[0]
+    base = metric_plugin(metric or "")
     return f"TV[{_TAGS[base]}]" if base in _TAGS else "TV"
 
 
@@ -75,7 +76,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     for (target, tparams), block in summary.groupby(["target", "target_params"], sort=False):
         stats: dict[tuple, dict[str, tuple[float, float]]] = {}
         for r in block.itertuples(index=False):
-            row = (component_label(r.sampler, r.sampler_params), r.initializer, r.initializer_params)
+            row = ((r.sampler, r.sampler_params), (r.initializer, r.initializer_params))
             stats.setdefault((row, (r.score, r.score_params)), {})[r.metric] = (r.mean, r.ci95)
         families = list(dict.fromkeys(family for _, family in stats))
         if len(families) < 2:
@@ -85,8 +86,7 @@ def contrast_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
         rows = list(dict.fromkeys(row for row, _ in stats))
         records = []
         for row in rows:
-            sampler, init, iparams = row
-            record = {"sampler": sampler if init == "prior" else f"{sampler} from {component_label(init, iparams)}"}
+            record = {"sampler": full_label(row)}
             worst: Optional[tuple[float, str]] = None
             for family in families:
                 cell = stats.get((row, family))

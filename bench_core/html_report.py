@@ -25,7 +25,7 @@ from .errors import ResultsError
 from .html_contrast import contrast_section
 from .html_headline import headline_section
 from .html_parts import escape as _e, figure as _figure, table as _table
-from .leaderboard import component_label, leaderboard_tables
+from .leaderboard import component_label, higher_is_better, leaderboard_tables
 from .report_views import suite_views
 from .results import RESULT_COLUMNS, RunResults, load_results
 
@@ -103,7 +103,7 @@ def _styled_leaderboard(table: pd.DataFrame, directions: dict[str, bool], uid: s
         means = table.get(f"_{column}")
         if means is None or means.notna().sum() < 2:
             continue
-        higher = directions.get(column.split("(", 1)[0].split(".", 1)[0], False)
+        higher = higher_is_better(column, directions)
         best = means.max() if higher else means.min()
         styles.loc[means == best, column] = "background-color:#d7f0df;font-weight:bold"
     if "not done" in shown:
@@ -129,7 +129,7 @@ def _leaderboards(run: RunResults) -> str:
         parts.append(f"<h3>{_e(title)}</h3>")
         if "rank" in table:
             metric = info.get("rank_by") or next((c for c in table.columns if c not in fixed and not c.startswith("_")), "")
-            higher = directions.get(metric.split("(", 1)[0].split(".", 1)[0], False)
+            higher = higher_is_better(metric, directions)
             parts.append(f"<p>Ranked by <code>{_e(metric)}</code> ({'higher' if higher else 'lower'} is better).</p>")
         parts.append(_styled_leaderboard(table, directions, f"lb{i}"))
     return "".join(parts)

@@ -29,6 +29,16 @@ def component_label(name: str, params: str) -> str:
 NFE = "nfe.calls"
 
 
+def metric_plugin(name: str) -> str:
+    """The plugin a recorded metric name comes from: ``tv_witness`` for ``tv_witness(witness='x').lower``."""
+    return name.split("(", 1)[0].split(".", 1)[0]
+
+
+def higher_is_better(metric: str, directions: dict[str, bool]) -> bool:
+    """Whether larger values of ``metric`` are better, from run.json's ``higher_is_better`` (by plugin)."""
+    return bool(directions.get(metric_plugin(metric), False))
+
+
 def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None,
                        keep_means: bool = False) -> list[tuple[str, pd.DataFrame]]:
     """One table per target: rows are (score, initializer, sampler), columns metrics, ranked.
@@ -70,7 +80,7 @@ def leaderboard_tables(run: RunResults, rank_by: Optional[str] = None,
         if "not done" in table:
             table["not done"] = table["not done"].fillna("")
         if f"_{rank_by}" in table:
-            higher = directions.get(rank_by.split("(", 1)[0].split(".", 1)[0], False)
+            higher = higher_is_better(rank_by, directions)
             table = table.sort_values(f"_{rank_by}", ascending=not higher, na_position="last", kind="stable")
             if run.info.get("rank_at_equal_nfe") and f"_{NFE}" in table:
                 # samplers compete only with samplers that spent the same number of score evaluations
