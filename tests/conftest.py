@@ -36,6 +36,53 @@ name = "mean_error"
 """
 
 
+# A small fragility sweep: the ball trap on N(3 * 1, I) at three dimensions, so eps_0^2 falls with d
+# (one panel, three points), against the exact score, under ULA and DDIM; 24 cells, a few seconds.
+FRAGILITY_SUITE = """
+[suite]
+name = "sweep"
+seeds = [0, 1]
+n_samples = 300
+
+[[targets]]
+name = "gaussian"
+params = { mean = 3.0 }
+grid = { dim = [4, 8, 16] }
+
+[[scores]]
+name = "exact"
+
+[[scores]]
+name = "ball_trap"
+
+[[samplers]]
+name = "ula"
+params = { step_size = 0.0025, n_steps = 200 }
+
+[[samplers]]
+name = "ddim"
+params = { n_steps = 30 }
+
+[[metrics]]
+name = "score_error"
+
+[[metrics]]
+name = "tv_witness"
+params = { witness = "ball_trap" }
+"""
+
+
+@pytest.fixture(scope="session")
+def fragility_run(tmp_path_factory):
+    """The results folder of :data:`FRAGILITY_SUITE`, run once per session (read it, do not write to it)."""
+    from bench_core.session import run_suite
+
+    folder = tmp_path_factory.mktemp("fragility")
+    (folder / "sweep.toml").write_text(FRAGILITY_SUITE)
+    run_suite(folder / "sweep.toml", out=folder / "out")
+    return folder / "out"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def network_cache(tmp_path_factory):
     """Trained networks go to a cache of the test session, never the user's ~/.cache/bench."""

@@ -18,52 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from bench_core.session import run_suite
 
 WIDTH, HEIGHT = 1280, 800
 HEADLINE = "#headline-figure img"
 MISSING_CHROMIUM = ("Chromium not found: install Debian's chromium package (apt-get install -y chromium) "
                     "or set BENCH_CHROMIUM")
-
-# Small enough to run in seconds (24 cells; about 7 s on 2 cores), large enough that the report has its
-# contrast tables, heatmaps and scatter plots for three dimensions.
-SUITE = """\
-[suite]
-name = "fragility_quick"
-description = "A small fragility sweep: the ball trap at three dimensions, Langevin against diffusion."
-seeds = [0, 1]
-n_samples = 400
-
-[[targets]]
-name = "gaussian"
-params = { mean = 3.0 }
-grid = { dim = [4, 8, 16] }
-
-[[scores]]
-name = "exact"
-
-[[scores]]
-name = "ball_trap"
-
-[[initializers]]
-name = "standard_normal"
-
-[[samplers]]
-name = "ula"
-params = { step_size = 0.0025, n_steps = 400 }
-
-[[samplers]]
-name = "ddim"
-params = { n_steps = 50 }
-
-[[metrics]]
-name = "score_error"
-
-[[metrics]]
-name = "tv_witness"
-params = { witness = "ball_trap" }
-"""
-
 
 def _unavailable(reason: str) -> None:
     """Skip locally; fail on CI, which installs the browser, so a broken install cannot pass unseen."""
@@ -149,12 +108,11 @@ def test_client_names_a_browser_that_does_not_start(browser, tmp_path, monkeypat
         browser.open_page(tmp_path / "none.html", timeout=2)
 
 
-def test_report_reads_cleanly_in_a_browser(browser, tmp_path):
-    suite = tmp_path / "fragility_quick.toml"
-    suite.write_text(SUITE, encoding="utf-8")
-    run_suite(suite, out=tmp_path / "out")
+def test_report_reads_cleanly_in_a_browser(browser, fragility_run):
+    """The report of a real small run (conftest's fragility sweep: contrast heatmaps, scatter plots and
+    the fragility curve)."""
     shot = _artifact("report-first-screen.png")
-    report = browser.open_page(tmp_path / "out" / "report.html", WIDTH, HEIGHT, selectors=[HEADLINE], screenshot=shot)
+    report = browser.open_page(fragility_run / "report.html", WIDTH, HEIGHT, selectors=[HEADLINE], screenshot=shot)
 
     assert not report.console_errors, f"console errors in report.html:{_listing(report.console_errors)}"
     assert not report.network_errors, f"resources that failed to load:{_listing(report.network_errors)}"

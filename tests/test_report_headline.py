@@ -17,53 +17,9 @@ from bench_core.html_report import _styled_leaderboard
 from bench_core.labels import short_labels, short_names
 from bench_core.leaderboard import leaderboard_tables
 from bench_core.results import RESULT_COLUMNS, RunResults, load_results
-from bench_core.session import run_suite
 
-# the ball trap on N(3 * 1, I) at three dimensions: eps_0^2 falls with d (one panel, three points)
-SWEEP = """
-[suite]
-name = "sweep"
-seeds = [0, 1]
-n_samples = 300
-
-[[targets]]
-name = "gaussian"
-params = { mean = 3.0 }
-grid = { dim = [4, 8, 16] }
-
-[[scores]]
-name = "exact"
-
-[[scores]]
-name = "ball_trap"
-
-[[samplers]]
-name = "ula"
-params = { step_size = 0.0025, n_steps = 200 }
-
-[[samplers]]
-name = "ddim"
-params = { n_steps = 30 }
-
-[[metrics]]
-name = "score_error"
-
-[[metrics]]
-name = "tv_witness"
-params = { witness = "ball_trap" }
-"""
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sweep")
-    (folder / "sweep.toml").write_text(SWEEP)
-    run_suite(folder / "sweep.toml", out=folder / "out")
-    return folder / "out"
-
-
-def test_fragility_points_are_the_seed_means_of_the_cells(sweep):
-    run = load_results(sweep)
+def test_fragility_points_are_the_seed_means_of_the_cells(fragility_run):
+    run = load_results(fragility_run)
     points = fragility_points(run)
     assert set(points["panel"]) == {"ball_trap on gaussian"}  # exact is the reference, not a panel
     assert len(points) == 6 and points.groupby("line")["config"].nunique().tolist() == [3, 3]
@@ -82,8 +38,8 @@ def test_fragility_points_are_the_seed_means_of_the_cells(sweep):
     assert points.groupby("config")["log10_eps"].nunique().eq(1).all()
 
 
-def test_a_run_without_a_sweep_has_no_points(sweep):
-    run = load_results(sweep)
+def test_a_run_without_a_sweep_has_no_points(fragility_run):
+    run = load_results(fragility_run)
     one_target = run.results[run.results["target_params"] == run.results["target_params"].iloc[0]]
     assert fragility_points(RunResults(one_target, run.trajectory, run.info)).empty
 
@@ -112,8 +68,8 @@ def test_the_sentence_falls_back_to_the_smallest_error_measured():
                                       "from the target.")
 
 
-def test_the_report_opens_with_the_fragility_curve(sweep):
-    page = (sweep / "report.html").read_text()
+def test_the_report_opens_with_the_fragility_curve(fragility_run):
+    page = (fragility_run / "report.html").read_text()
     head = page.index('<section id="headline">')
     figure = page.index('<figure id="headline-figure"', head)
     assert figure < page.index('<p class="lead">ball_trap on gaussian: where ε₀² ≤') < page.index('<h2 id="contrast">')
@@ -124,21 +80,21 @@ def test_the_report_opens_with_the_fragility_curve(sweep):
     assert "ε₀² and ε̄² per cell" in page and "<details><summary>the same numbers as a table" in page
 
 
-def test_bench_show_prints_the_headline_first(sweep, capsys):
-    assert main(["show", str(sweep), "--width", "100"]) == 0
+def test_bench_show_prints_the_headline_first(fragility_run, capsys):
+    assert main(["show", str(fragility_run), "--width", "100"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# sweep: headline\n\n- ball_trap on gaussian: where ε₀² ≤")
     assert out.index("headline") < out.index("# sweep leaderboard")
 
 
-def test_provenance_is_recorded_and_shown(sweep):
-    info = json.loads((sweep / "run.json").read_text())
+def test_provenance_is_recorded_and_shown(fragility_run):
+    info = json.loads((fragility_run / "run.json").read_text())
     prov = info["provenance"]
     assert prov["versions"]["torch"] == torch.__version__ and "bench" in prov["versions"]
     assert prov["executor"] == "local" and prov["workers"] == 1 and prov["elapsed_s"] > 0
     assert prov["python"].count(".") == 2 and prov["command"]
     assert info["sampler_families"] == {"ula": "langevin", "ddim": "diffusion"}
-    page = (sweep / "report.html").read_text()
+    page = (fragility_run / "report.html").read_text()
     details = page[page.index('<h2 id="provenance">'):]
     assert f"torch {torch.__version__}" in details and "Wall time per sampler" in details
     assert details.index("ula(n_steps=200, step_size=0.0025)") > 0 and "ddim(n_steps=30)" in details
@@ -196,8 +152,8 @@ def test_leaderboards_mark_rows_with_seeds_not_done_and_highlight_the_best():
     assert "not done" not in leaderboard_tables(_tiny_run(["done", "done"]))[0][1]
 
 
-def test_a_sampler_measured_on_one_configuration_is_not_a_line(sweep):
-    run = load_results(sweep)
+def test_a_sampler_measured_on_one_configuration_is_not_a_line(fragility_run):
+    run = load_results(fragility_run)
     r = run.results
     first = r["target_params"].iloc[0]
     keep = r[(r["sampler"] != "ddim") | (r["target_params"] == first)]
