@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a suite and print its cell count")
     check.add_argument("suite")
     check.add_argument("--yes", action="store_true", help="check a grid above 100 000 cells")
+    for command in (run, check):
+        command.add_argument("--allow-model-factories", action="store_true",
+                             help="let a network score's model name a function returning an nn.Module (a "
+                                  "suite alone may name only nn.Module classes); sets BENCH_ALLOW_MODEL_FACTORIES=1")
     lst = sub.add_parser("list", help="list registered components")
     lst.add_argument("kind", nargs="?", help=" | ".join(KINDS))
     lst.add_argument("-v", "--verbose", action="store_true", help="each component's params: type, default, meaning")
@@ -53,8 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _allow_model_factories(args: argparse.Namespace) -> None:
+    """The opt-in lives outside the suite file, in the environment, where every worker reads it."""
+    if args.allow_model_factories:
+        os.environ["BENCH_ALLOW_MODEL_FACTORIES"] = "1"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .session import run_suite
+
+    _allow_model_factories(args)
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
@@ -81,6 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .session import plan_suite
 
+    _allow_model_factories(args)
     plan = plan_suite(args.suite, allow_large=args.yes)
     s = plan.suite
     sizes = ", ".join(f"{len(s.components[k])} {k}" for k in s.components)

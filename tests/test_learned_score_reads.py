@@ -137,7 +137,7 @@ def test_network_weights_relative_to_the_suite_file_and_wrong_output_shape(write
     assert "returned [100, 4] for input [100, 3]" in reason
 
 
-def test_network_gives_the_exact_scores_results(write_suite, tmp_path):
+def test_network_gives_the_exact_scores_results(write_suite, tmp_path, monkeypatch):
     """ULA and DDPM with the network computing the exact eps of N(1, I_3) match the ``exact`` score.
 
     Statistics: 2n KL(Gaussian fit) is asymptotically chi^2 with k = d(d+3)/2 = 9 degrees of freedom, so
@@ -174,6 +174,8 @@ def test_network_gives_the_exact_scores_results(write_suite, tmp_path):
         [[metrics]]
         name = "gaussian_kl"
     """)
+    # model names a function: the user opts in outside the suite (what --allow-model-factories sets)
+    monkeypatch.setenv("BENCH_ALLOW_MODEL_FACTORIES", "1")
     summary = run_suite(path, out=tmp_path / "out")
     assert summary.statuses == {"done": 8}
     import pandas as pd

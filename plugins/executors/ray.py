@@ -20,8 +20,10 @@ from bench_core import hookimpl
 from bench_core.artifact_cache import install_entry, pack_entry
 from bench_core.errors import ComponentError
 
-#: environment variables a worker must see as the driver does (cache of trained networks, plugin filter)
-FORWARDED_ENV = ("BENCH_CACHE", "BENCH_PLUGINS", "BENCH_PLUGIN_MODULES", "XDG_CACHE_HOME")
+#: environment variables a worker must see as the driver does (cache of trained networks, plugin filter,
+#: the opt-in to model factories)
+FORWARDED_ENV = ("BENCH_CACHE", "BENCH_PLUGINS", "BENCH_PLUGIN_MODULES", "BENCH_ALLOW_MODEL_FACTORIES",
+                 "XDG_CACHE_HOME")
 INSTALL = "pip install 'bench[ray]' (or pip install -e \".[ray]\" in a checkout)"
 
 

@@ -49,3 +49,17 @@ class WrongShape(nn.Module):
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         return torch.zeros(x.shape[0], self.dim + 1, dtype=x.dtype)
+
+
+def write_marker(path: str) -> None:
+    """A plain function with a side effect: a suite must never make bench call it."""
+    with open(path, "w") as handle:
+        handle.write("called")
+
+
+class Trapdoor:
+    """A class whose attribute lookup would run code if read with ``getattr``."""
+
+    @property
+    def opened(self) -> None:
+        raise RuntimeError("a suite's model lookup ran a property")

@@ -10,7 +10,9 @@ for ``time = "level"``). Langevin queries ``t = 0``: the network is read at ``t0
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
+import os
 from typing import Any, Optional
 
 import torch
@@ -85,8 +87,21 @@ class ModelScore:
         return out
 
 
+#: set to 1 (or ``bench run/check --allow-model-factories``) to let ``model`` name a function
+ALLOW_FACTORIES_ENV = "BENCH_ALLOW_MODEL_FACTORIES"
+
+
+def factories_allowed() -> bool:
+    """Whether the user opted in, outside the suite, to ``model`` naming a function."""
+    return os.environ.get(ALLOW_FACTORIES_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def import_object(spec: Any) -> Any:
-    """``"package.module:attr"`` (``attr`` may be dotted) -> the object; ValueError naming ``model``."""
+    """``"package.module:attr"`` (``attr`` may be dotted) -> the object; ValueError naming ``model``.
+
+    Only the import runs code: the attribute path is read with :func:`inspect.getattr_static`, so no
+    property, descriptor or module ``__getattr__`` named by a suite is executed while looking it up.
+    """
     if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
         raise ValueError(f"parameter 'model' must be \"package.module:attr\" (e.g. \"my_models:ScoreNet\"), "
                          f"got {spec!r}")
@@ -97,21 +112,35 @@ def import_object(spec: Any) -> Any:
         raise ValueError(f"parameter 'model': cannot import module '{module_name}' ({exc}); install it in "
                          "this environment or add its folder to PYTHONPATH") from None
     for part in attr.split("."):
-        if not hasattr(obj, part):
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except AttributeError:
             raise ValueError(f"parameter 'model': module '{module_name}' has no attribute '{attr}'; "
-                             "check the name after ':'")
-        obj = getattr(obj, part)
+                             "check the name after ':' (name the module that defines the class)") from None
     return obj
 
 
 def build_model(model: Any, kwargs: Any) -> nn.Module:
-    """Import ``model`` and call it with ``kwargs``; the result must be an ``nn.Module``."""
+    """Import ``model`` and build it with ``kwargs``; the result must be an ``nn.Module``.
+
+    A suite file is data, and checking one someone sent you must not run what it names. So ``model``
+    must be a subclass of ``torch.nn.Module``, checked before anything is called: ``"os:system"`` or
+    ``"builtins:eval"`` is refused without being called. A function returning a module is accepted
+    only when the user opts in outside the suite (:data:`ALLOW_FACTORIES_ENV`, or
+    ``--allow-model-factories``), since any function could be named there.
+    """
     if not isinstance(kwargs, dict):
         raise ValueError(f"parameter 'kwargs' must be a table of the model's arguments, got {kwargs!r}")
     factory = import_object(model)
-    if not callable(factory):
-        raise ValueError(f"parameter 'model': '{model}' is a {type(factory).__name__}, not an nn.Module class "
-                         "or a function returning one")
+    is_module_class = isinstance(factory, type) and issubclass(factory, nn.Module)
+    if not is_module_class:
+        kind = "class" if isinstance(factory, type) else type(factory).__name__
+        if not (inspect.isfunction(factory) and factories_allowed()):
+            opt_in = (f"; to build it with a function of your own, set {ALLOW_FACTORIES_ENV}=1 or pass "
+                      "--allow-model-factories (a suite cannot opt in: it could name any function)"
+                      if inspect.isfunction(factory) else "")
+            raise ValueError(f"parameter 'model': '{model}' is a {kind}, not a torch.nn.Module subclass; name "
+                             f"your nn.Module class{opt_in}")
     try:
         module = factory(**kwargs)
     except TypeError as exc:
@@ -156,7 +185,8 @@ def make_network_score(target: Target, data: TrainingData, *, model: str, output
     Parameters
     ----------
     model : str
-        ``"package.module:attr"``: an ``nn.Module`` subclass or a function returning one.
+        ``"package.module:attr"``: an ``nn.Module`` subclass (a function returning one only with
+        ``BENCH_ALLOW_MODEL_FACTORIES=1`` or ``--allow-model-factories``).
     output : {"eps", "score"}
         What the network predicts (required: a wrong guess would silently flip or rescale it).
     time : {"t", "sigma", "level"}
