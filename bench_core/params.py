@@ -69,3 +69,38 @@ def open_interval_float(name: str, value: Any, low: float, high: float) -> float
         raise ValueError(f"parameter '{name}' must be a number in the open interval ({low:g}, {high:g}), "
                          f"got {value!r}")
     return float(value)
+
+
+def tensor_size(name: str, value: Any, *, per_unit: float = 1.0, power: int = 1, what: str = "a tensor") -> int:
+    """Return ``value`` as an int >= 1 that sizes a tensor, refusing it before anything is allocated.
+
+    A factory calls this first for every param that sizes what it builds (a dimension, a component
+    count, a network's width), so that a suite with ``dim = 1e9`` is refused in one line instead of
+    allocating until the machine runs out of memory.
+
+    Parameters
+    ----------
+    name, value : str, Any
+        The parameter and its value.
+    per_unit, power : float, int
+        What is sized holds ``per_unit * value**power`` numbers, counted at 8 bytes (float64): e.g.
+        ``per_unit = 2`` for a mean and a std vector of length ``dim``, ``per_unit = depth, power = 2``
+        for the hidden weights of a network of that ``width``.
+    what : str
+        What is sized, for the message ("the network's weights").
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` when ``value`` is not an int >= 1, or when what it sizes would not fit in this
+        machine's memory.
+    """
+    from .resources import physical_memory
+
+    size = positive_int(name, value)
+    count = float(per_unit) * float(size) ** power
+    limit = physical_memory()
+    if count * 8 > limit:
+        raise ValueError(f"parameter '{name}' = {size} sizes {what} of {count:.3g} numbers ({count * 8 / 2**30:.3g} "
+                         f"GiB in float64), more than this machine's {limit / 2**30:.3g} GiB of memory; lower '{name}'")
+    return size

@@ -21,7 +21,7 @@ import torch
 
 from .errors import BenchError, PluginError, SuiteError, did_you_mean
 from .registry import SINGULAR, Registry
-from .resources import check_resources
+from .resources import bounded_build, check_resources, check_written_sizes
 from .seeding import canonical_json
 from .suite import COMPONENT_TABLES, ComponentSpec, Suite
 from .suite_paths import suite_directory
@@ -128,7 +128,8 @@ def _instantiate(suite: Suite, registry: Registry, spec: ComponentSpec, *args: A
         raise SuiteError(f"{suite.where(spec.kind, spec.index, 'name')}: [[{spec.kind}]] #{spec.index + 1}: "
                          f"{exc}") from None
     try:
-        return registry.create(spec.kind, spec.name, *args, **spec.kwargs)
+        with bounded_build():  # a factory that allocates without checking its sizes fails here, not the machine
+            return registry.create(spec.kind, spec.name, *args, **spec.kwargs)
     except PluginError:
         raise
     except (RuntimeError, MemoryError, OverflowError) as exc:  # torch refusing an allocation or a size
@@ -250,6 +251,7 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
                          + f"), above {MAX_CELLS:,}; if you mean it, pass --yes")
     from .data import make_training_data  # local: data imports torch-heavy helpers
 
+    check_written_sizes(suite)  # before any component is built: nothing allocates for an unchecked size
     device = resolve_device(device or suite.device)
     built: dict[str, dict[ComponentSpec, Any]] = {kind: {} for kind in COMPONENT_TABLES}
     for kind in ("targets", "initializers", "samplers", "metrics"):

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from bench_core import hookimpl
 from bench_core.errors import SkipMetric
-from bench_core.params import positive_float, positive_int
+from bench_core.params import positive_float, tensor_size
 from bench_core.protocols import MetricContext
 
 from .float64_blocks import norms64
@@ -126,7 +126,7 @@ class Sinkhorn:
             raise ValueError(f"parameter 'p' must be 1 or 2, got {p!r}")
         self.p = p
         self.blur = positive_float("blur", blur)
-        self.n = positive_int("n", n)
+        self.n = tensor_size("n", n, what="the subsample")
         self.scaling = positive_float("scaling", scaling)
         if not self.scaling < 1.0:
             raise ValueError(f"parameter 'scaling' must be in (0, 1), got {scaling!r}")
@@ -172,7 +172,7 @@ class Energy:
     keys = ("value", "null")  # returned by __call__ (checked by bench check)
 
     def __init__(self, n: int = 2000) -> None:
-        self.n = positive_int("n", n)
+        self.n = tensor_size("n", n, what="the subsample")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         return _value_and_null(energy_distance, samples, ctx, self.n)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from bench_core import hookimpl
 from bench_core.errors import SkipMetric
-from bench_core.params import nonnegative_int, positive_int
+from bench_core.params import nonnegative_int, tensor_size
 from bench_core.protocols import MetricContext
 
 from bench_plugins.samplers.cld import cld_transition
@@ -158,8 +158,8 @@ class ScoreError:
 
     def __init__(self, n_mc: int = 0, n_bar: int = 1000, bar_nodes: int = 200) -> None:
         self.n_mc = nonnegative_int("n_mc", n_mc)
-        self.n_bar = positive_int("n_bar", n_bar)
-        self.bar_nodes = positive_int("bar_nodes", bar_nodes)
+        self.n_bar = tensor_size("n_bar", n_bar, what="the draws of each time node")
+        self.bar_nodes = tensor_size("bar_nodes", bar_nodes, what="the time nodes")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         x = ctx.reference if self.n_mc == 0 else draw_target(ctx, self.n_mc)

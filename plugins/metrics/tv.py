@@ -22,7 +22,7 @@ from torch import Tensor
 
 from bench_core import hookimpl
 from bench_core.errors import SkipMetric, did_you_mean
-from bench_core.params import open_interval_float, positive_float, positive_int
+from bench_core.params import open_interval_float, positive_float, positive_int, tensor_size
 from bench_core.plugin_manager import get_registry
 from bench_core.protocols import MetricContext
 
@@ -125,7 +125,7 @@ class TVWitness:
     def __init__(self, confidence: float = 0.95, n_mass: int = 100_000, witness: Optional[str] = None,
                  witness_params: Optional[dict] = None) -> None:
         self.confidence = open_interval_float("confidence", confidence, 0.0, 1.0)
-        self.n_mass = positive_int("n_mass", n_mass)
+        self.n_mass = tensor_size("n_mass", n_mass, what="the fresh target draws")
         if witness is not None:
             known = get_registry().names("scores")
             if witness not in known:

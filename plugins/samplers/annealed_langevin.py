@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_float, positive_int
+from bench_core.params import positive_float, positive_int, tensor_size
 from bench_core.protocols import ScoreEstimate, StepCallback
 
 from .noise_blocks import BlockNoise
@@ -91,7 +91,7 @@ class AnnealedLangevin(OUDiffusion):
         self.t_min = positive_float("t_min", t_min)
         if not self.t_min < self.T:
             raise ValueError(f"parameter 't_min' must be < T ({self.T!r}), got {t_min!r}")
-        self.n_levels = positive_int("n_levels", n_levels)
+        self.n_levels = tensor_size("n_levels", n_levels, what="the noise levels")
         if self.n_levels < 2:
             raise ValueError(f"parameter 'n_levels' must be >= 2 (levels from T down to t_min), got {n_levels!r}")
         self.steps_per_level = positive_int("steps_per_level", steps_per_level)

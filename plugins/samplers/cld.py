@@ -42,7 +42,7 @@ from torch import Tensor
 
 from bench_core import hookimpl
 from bench_core.errors import SkipCell
-from bench_core.params import positive_float, positive_int
+from bench_core.params import positive_float, tensor_size
 from bench_core.protocols import ScoreEstimate, StepCallback
 
 from .noise_blocks import BlockNoise, is_rowwise
@@ -200,7 +200,7 @@ class CLD:
     def __init__(self, T: float = 10.0, n_steps: int = 1000, t_min: float = 1e-3,
                  grid: str = "geometric") -> None:
         self.T = positive_float("T", T)
-        self.n_steps = positive_int("n_steps", n_steps)
+        self.n_steps = tensor_size("n_steps", n_steps, what="the time grid")
         self.t_min = positive_float("t_min", t_min)
         if self.t_min >= self.T:
             raise ValueError(f"parameter 't_min' must be smaller than T = {self.T:g}, got {t_min!r}")

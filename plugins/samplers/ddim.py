@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import nonnegative_float, positive_int
+from bench_core.params import nonnegative_float, tensor_size
 from bench_core.protocols import ScoreEstimate, StepCallback
 
 from .noise_blocks import BlockNoise
@@ -66,7 +66,7 @@ class DDIM(OUDiffusion):
     """
 
     def __init__(self, n_steps: int = 100, eta: float = 0.0, beta_min: float = 1e-4, beta_max: float = 0.02) -> None:
-        self.n_steps = positive_int("n_steps", n_steps)
+        self.n_steps = tensor_size("n_steps", n_steps, what="the time grid")
         self.eta = nonnegative_float("eta", eta)
         if self.eta > 1.0:  # sigma^2 <= 1 - alpha_bar_prev holds for eta <= 1 only
             raise ValueError(f"parameter 'eta' must be in [0, 1], got {eta!r}")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import choice, positive_float, positive_int
+from bench_core.params import choice, positive_float, tensor_size
 from bench_core.protocols import ScoreEstimate, StepCallback
 
 from .noise_blocks import BlockNoise
@@ -96,7 +96,7 @@ class DDPM(OUDiffusion):
     def __init__(self, discretization: str = "ancestral", n_steps: int = 1000, beta_min: float = 1e-4,
                  beta_max: float = 0.02, T: float = 10.0, t_min: float = 1e-3, grid: str = "geometric") -> None:
         self.discretization = choice("discretization", discretization, DISCRETIZATIONS)
-        self.n_steps = positive_int("n_steps", n_steps)
+        self.n_steps = tensor_size("n_steps", n_steps, what="the time grid")
         self.beta_min, self.beta_max = check_betas(beta_min, beta_max)
         self.grid = choice("grid", grid, GRID_KINDS)
         self.t_min = positive_float("t_min", t_min)

@@ -16,7 +16,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from bench_core.params import nonnegative_float, positive_float, positive_int
+from bench_core.params import nonnegative_float, positive_float, tensor_size
 
 Scalar = Union[float, Tensor]
 
@@ -40,7 +40,7 @@ def linear_betas(n_steps: int, beta_min: float = 1e-4, beta_max: float = 0.02) -
     -------
     Tensor [n_steps] float64, ``beta_1 .. beta_K``.
     """
-    n_steps = positive_int("n_steps", n_steps)
+    n_steps = tensor_size("n_steps", n_steps, what="the time grid")
     beta_min = positive_float("beta_min", beta_min)
     beta_max = positive_float("beta_max", beta_max)
     if beta_min > beta_max:
@@ -97,7 +97,7 @@ def time_grid(T: float, t_min: float, n_steps: int, kind: str = "uniform") -> Te
     -------
     Tensor [n_steps + 1] float64, with the endpoints exactly ``T`` and ``t_min``.
     """
-    n_steps = positive_int("n_steps", n_steps)
+    n_steps = tensor_size("n_steps", n_steps, what="the time grid")
     T = positive_float("T", T)
     if kind not in GRID_KINDS:
         raise ValueError(f"parameter 'grid' must be one of {', '.join(GRID_KINDS)}, got {kind!r}")
@@ -122,7 +122,7 @@ def evenly_spaced_levels(n_steps: int, n_levels: int = REFERENCE_LEVELS) -> list
     (round half to even), so the first is always ``n_levels`` and the last always 1; ``n_steps = 1``
     gives ``[n_levels]``. The spacing is >= 1, so the rounded levels are distinct.
     """
-    n_steps = positive_int("n_steps", n_steps)
+    n_steps = tensor_size("n_steps", n_steps, what="the time grid")
     if n_steps > n_levels:
         raise ValueError(f"parameter 'n_steps' must be <= {n_levels} (the levels of the schedule), got {n_steps}")
     if n_steps == 1:

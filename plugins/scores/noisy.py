@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import nonnegative_float, nonnegative_int, positive_float, positive_int
+from bench_core.params import nonnegative_float, nonnegative_int, positive_float, tensor_size
 from bench_core.protocols import Target, TrainingData
 
 from .time_forms import TimeIndexed
@@ -58,7 +58,7 @@ class NoisyScore(TimeIndexed):
         self.init_schedule(schedule, budget)
         self.dim = d = target.dim
         self.eps = nonnegative_float("eps", eps)
-        m = positive_int("n_features", n_features)
+        m = tensor_size("n_features", n_features, per_unit=2 * d, what="the random features")
         width = positive_float("bandwidth", bandwidth)
         seed = nonnegative_int("seed", seed)
         gen = torch.Generator().manual_seed(seed)

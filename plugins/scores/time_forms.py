@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from bench_core.params import nonnegative_float, nonnegative_int, positive_int
+from bench_core.params import nonnegative_float, nonnegative_int, tensor_size
 
 from .exact import ExactScore
 
@@ -88,7 +88,7 @@ class TimeIndexed(ABC):
                       mc_seed: int = 0) -> None:
         self.schedule = schedule_param(schedule)
         self.budget = nonnegative_float("budget", budget)
-        self.n_mc = positive_int("n_mc", n_mc)
+        self.n_mc = tensor_size("n_mc", n_mc, what="the Monte Carlo draws")
         self.mc_seed = nonnegative_int("mc_seed", mc_seed)
         self._cutoff: Optional[float] = None
         self._mc_points: Optional[tuple[Tensor, Tensor]] = None

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_int, vector
+from bench_core.params import tensor_size, vector
 
 
 class GaussianTarget:
@@ -28,11 +28,16 @@ class GaussianTarget:
     """
 
     def __init__(self, dim: int, mean: Any = 0.0, std: Any = 1.0) -> None:
-        self.dim = positive_int("dim", dim)
+        self.dim = tensor_size("dim", dim, per_unit=2, what="the mean and std vectors")
         self.mean = vector("mean", mean, self.dim)
         self.std = vector("std", std, self.dim, positive=True)
-        self.cov = torch.diag(self.std**2)
         self._score_cache: tuple[Any, Any] = (None, None)
+
+    @property
+    def cov(self) -> Tensor:
+        """The covariance ``diag(std^2)`` ([d, d] float64), made when asked for: a d x d matrix would make
+        building a high-dimensional target cost d^2 memory."""
+        return torch.diag(self.std**2)
 
     def __repr__(self) -> str:
         return f"GaussianTarget(dim={self.dim}, |mean|={self.mean.norm():.4g})"

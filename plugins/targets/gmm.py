@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_float, positive_int, vector
+from bench_core.params import positive_float, tensor_size, vector
 
 F64 = torch.float64
 
@@ -137,9 +137,9 @@ class GMMTarget:
 
     def __init__(self, dim: int = 10, weights: Any = (0.5, 0.3, 0.2), means: Any = (-3.0, 0.0, 3.0),
                  std: Any = 1.0) -> None:
-        self.dim = positive_int("dim", dim)
-        self.weights = _weights(weights)
+        self.weights = _weights(weights)  # a list written in the suite: its length is bounded by the file
         self.n_components = int(self.weights.shape[0])
+        self.dim = tensor_size("dim", dim, per_unit=2 * self.n_components, what="the component means")
         self.means = _means(means, self.n_components, self.dim)
         self.stds = _stds(std, self.n_components)
         self.log_weights = self.weights.log()

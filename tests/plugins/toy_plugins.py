@@ -152,9 +152,23 @@ def register_samplers(register):
     register("toy_faulty", Faulty, description="one injected fault per instance")
 
 
+class GreedyScore:
+    """Allocates ``table`` float64 numbers when built, without checking the size first (as a careless
+    third-party plugin might): building it must be bounded at check time."""
+
+    def __init__(self, target, data, table: int = 10) -> None:
+        import torch
+
+        self.table = torch.ones(int(table), dtype=torch.float64)
+
+    def __call__(self, x, t):
+        return -x
+
+
 @hookimpl
 def register_scores(register):
     register("toy_once_only", OnceOnlyScore, description="its factory raises after the first call")
+    register("toy_greedy", GreedyScore, description="allocates its table size unchecked when built")
 
 
 @hookimpl

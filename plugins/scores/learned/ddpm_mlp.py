@@ -24,7 +24,7 @@ from torch import Tensor
 
 from bench_core import hookimpl
 from bench_core.artifact_cache import cache_root, source_digest, tensor_digest
-from bench_core.params import nonnegative_int, positive_float, positive_int
+from bench_core.params import nonnegative_int, positive_float, positive_int, tensor_size
 from bench_core.protocols import Target, TrainingData
 from bench_core.seeding import canonical_json
 
@@ -74,7 +74,12 @@ class DDPMMLPScore:
         embed = positive_int("embed", embed)
         if embed % 2:
             raise ValueError(f"parameter 'embed' must be even, got {embed!r}")
-        params = {"width": positive_int("width", width), "depth": positive_int("depth", depth),
+        depth = positive_int("depth", depth)
+        # about depth + 1 layers of width^2 weights, each held three times while training (the weights and
+        # Adam's two moments): refused before any network is made or trained
+        width = tensor_size("width", width, per_unit=3 * (depth + 1), power=2,
+                            what="the network's weights and Adam's moments")
+        params = {"width": width, "depth": depth,
                   "lr": positive_float("lr", lr), "batch": nonnegative_int("batch", batch), "levels": self.levels,
                   "embed": embed, "train_seed": nonnegative_int("train_seed", train_seed)}
         # readout is not here: it changes how the network is read, not its weights
