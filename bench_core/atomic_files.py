@@ -3,7 +3,8 @@
 A kill during the export of a run (or of a report) must never leave a truncated ``results.csv``
 that a later ``bench show`` reads as empty: every exported file is written next to its final path
 under a temporary name, flushed to disk, and moved over the old one with ``os.replace`` (atomic on
-POSIX within one file system). A reader sees the old file or the new one.
+POSIX within one file system). A reader sees the old file or the new one. A full disk leaves the
+old file too, and is reported as one line naming the file (:class:`~bench_core.errors.DiskFullError`).
 """
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import writing
+
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` to fill a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            write(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

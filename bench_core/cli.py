@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .describe import describe, summary
-from .errors import BenchError, did_you_mean
+from .errors import DISK_FULL_ERRNOS, BenchError, did_you_mean, disk_full
 from .hookspecs import KINDS
 from .plugin_manager import get_registry
 
@@ -206,6 +206,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        # a write that bench does not wrap itself (e.g. making a folder): the OS names the path
+        print(f"bench: error: {disk_full(exc.filename or 'a file of this run', exc.strerror)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ component at fault and say how to fix it.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable
+import errno
+from pathlib import Path
+from typing import Iterable, Iterator
 
 
 class BenchError(Exception):
@@ -28,6 +31,37 @@ class ComponentError(BenchError):
 
 class ResultsError(BenchError):
     """A results folder is missing or unreadable."""
+
+
+class DiskFullError(BenchError):
+    """A write failed because its disk (or the user's quota on it) is full.
+
+    Every write of a run is either atomic (exports, kept samples, cached networks) or one SQLite
+    transaction per cell, so a full disk loses nothing that was finished: the message says to free
+    space and run the same command again.
+    """
+
+
+#: errno values of "the disk is full": no space left, and a disk quota exceeded
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path | str, detail: str = "no space left on device") -> DiskFullError:
+    """The one-line error for a write to ``path`` that found its disk full."""
+    return DiskFullError(f"the disk is full: cannot write {path} ({detail}); free space on that disk and run the "
+                         "same command again: finished cells are kept")
+
+
+@contextlib.contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Turn an ``OSError`` of a full disk raised inside the block into :func:`disk_full` for ``path``
+    (a failed ``write()`` names no file, so the caller says which one it was writing)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise disk_full(path, exc.strerror or "no space left on device") from None
 
 
 class SkipCell(Exception):

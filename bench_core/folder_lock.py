@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import BenchError
+from .errors import BenchError, writing
 
 LOCK_NAME = ".bench-run.lock"
 
@@ -32,10 +32,11 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             holder = handle.read().strip() or "another process"
             raise BenchError(f"{out_dir} is being written by another bench run ({holder}); wait for it to "
                              "finish, or pass another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}")
-        handle.flush()
+        with writing(path):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}")
+            handle.flush()
         yield
     finally:
         handle.close()  # releases the lock

@@ -187,6 +187,9 @@ class CellRunner:
         data = self.data(cell.target, seed)
         self._phase = f"score '{cell.score.name}'"
         score = self.score(cell.target, cell.score, seed)
+        prepare = getattr(score, "prepare", None)
+        if callable(prepare):  # loads (or trains) what it needs now, so its failures name the score
+            prepare()
         self._phase = f"sampler '{cell.sampler.name}'"
         sampler = self.registry.create("samplers", cell.sampler.name, **cell.sampler.kwargs)
         init_spec = cell.initializer

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Iterable, Optional, TextIO
 
-from .errors import BenchError
+from .errors import BenchError, DiskFullError
 from .plan import Cell
 from .runner import CellRunner, numeric_context
 from .suite_paths import suite_directory
@@ -56,7 +56,9 @@ def train_networks(runner: CellRunner, cells: Iterable[Cell], pool: Any,
     this disk.
 
     A cached network is reported as loaded, with its folder; a failure is reported and left to the
-    cells that need it (each is then recorded ``failed`` with the reason).
+    cells that need it (each is then recorded ``failed`` with the reason), except a full disk, which
+    ends the run with :class:`~bench_core.errors.DiskFullError`. A cached snapshot that fails its
+    checksum counts as missing, so it is trained again here (see :mod:`bench_core.artifact_cache`).
     """
     stream = stream or sys.stderr
     cells = list(cells)
@@ -79,6 +81,8 @@ def train_networks(runner: CellRunner, cells: Iterable[Cell], pool: Any,
         stream.write(f"training {len(todo)} network(s) before the cells\n")
         stream.flush()
         for job, result in pool.map(run_training_job, todo):
+            if isinstance(result, DiskFullError):
+                raise result  # every cell needing it would fail the same way: free space first
             if isinstance(result, BaseException):
                 failures[job.label] = f"{type(result).__name__}: {result}"
                 stream.write(f"training {job.label} FAILED: {failures[job.label]}\n")

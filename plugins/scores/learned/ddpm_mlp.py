@@ -104,18 +104,53 @@ class DDPMMLPScore:
         """The folder of this estimate's weights (``weights.pt``, ``loss.csv``, ``model.json``)."""
         return self.job.entry.snapshot_path(snapshot_name(self.epochs))
 
+    def prepare(self) -> None:
+        """Load the network now (training it if the cache lacks it): the harness calls this before the
+        sampler runs, so a network that cannot be loaded fails the cell in this score, not the sampler."""
+        self.model_score()
+
     def model_score(self) -> ModelScore:
         """The network read as a score, trained (or loaded from the cache) on first use."""
         if self._score is None:
-            if self.job.missing():
+            if self.job.missing():  # a snapshot that fails its checksum counts as missing: trained again
                 self.job.run()
-            model = self.job.build_model()
-            model.load_state_dict(torch.load(self.snapshot / "weights.pt", map_location="cpu", weights_only=True))
+            model = self._load_model()
             # read on the suite's device and dtype (weights are float32; float64 suites upcast them exactly)
             model = model.to(device=self.job.device, dtype=torch.get_default_dtype())
             self._score = ModelScore(model, output="eps", time="level",
                                      t0=level_times()[self.readout - 1], name=CACHE_KIND)
         return self._score
+
+    def _load_model(self) -> torch.nn.Module:
+        """The network with the snapshot's weights.
+
+        A snapshot with checksums matches what was written (``missing()`` checked), so a failure to load
+        it is not damage: it is raised, naming the file. A snapshot from before checksums were recorded is
+        verified by loading it whole (weights and training state, which ``diagnostics`` reads); one that
+        does not load is discarded, with a warning, and trained again.
+        """
+        entry, name = self.job.entry, snapshot_name(self.epochs)
+        try:
+            if not entry.checksummed(name):
+                torch.load(self.snapshot / "state.pt", map_location="cpu", weights_only=True)
+            return self._read_weights()
+        except Exception as exc:  # noqa: BLE001 - any reader's error means the same: it cannot be used
+            # torch's reader errors run to several sentences of advice: the first says what failed
+            what = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0].split('. ')[0]}"
+            if entry.checksummed(name):
+                raise RuntimeError(f"cannot load the cached network {self.snapshot / 'weights.pt'} ({what}) though "
+                                   "it matches the checksum recorded when it was written; remove "
+                                   f"{self.snapshot} to train it again") from exc
+            with entry.lock():
+                if not entry.checksummed(name):  # not already replaced by another process
+                    entry.discard(name, f"it does not load: {what}")
+            self.job.run()
+            return self._read_weights()
+
+    def _read_weights(self) -> torch.nn.Module:
+        model = self.job.build_model()
+        model.load_state_dict(torch.load(self.snapshot / "weights.pt", map_location="cpu", weights_only=True))
+        return model
 
     rowwise = True  # a per-point MLP (:class:`~.network.ModelScore`)
 
