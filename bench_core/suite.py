@@ -229,10 +229,23 @@ def _where(path: Path, locator: Optional[Locator], table: str, index: Optional[i
     return f"{path}:{line}" if line else str(path)
 
 
-def _settings(path: Path, loc: Locator, raw: dict, table: str, schema: dict) -> dict[str, Any]:
+def _top_where(path: Path, loc: Locator, name: str) -> str:
+    """``file:line`` of a top-level name however it is written: ``[name]``, ``[[name]]`` or ``name = ...``."""
+    line = loc.table(name) or loc.table(name, 0) or loc.key(name, name)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _section(path: Path, loc: Locator, raw: dict, table: str) -> dict:
+    """The ``[table]`` section (empty when absent); a value or an array in its place is refused."""
     section = raw.get(table, {})
     if not isinstance(section, dict):
-        raise SuiteError(f"{_where(path, loc, table, None, None)}: [{table}] must be a table")
+        raise SuiteError(f"{_top_where(path, loc, table)}: '{table}' must be a [{table}] table of settings, got "
+                         f"{_shown(section)}; write [{table}] on its own line with the settings below it")
+    return section
+
+
+def _settings(path: Path, loc: Locator, raw: dict, table: str, schema: dict) -> dict[str, Any]:
+    section = _section(path, loc, raw, table)
     out = {}
     for key, value in section.items():
         if key not in schema:
@@ -362,7 +375,7 @@ def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
         if key not in TOP_LEVEL:
             raise SuiteError(f"{_where(path, loc, key, None, None) if loc.table(key) else path}: unknown "
                              f"table '{key}'{did_you_mean(key, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
-    if "suite" not in raw or "name" not in raw.get("suite", {}):
+    if "name" not in _section(path, loc, raw, "suite"):
         raise SuiteError(f"{path}: missing [suite] name = \"...\" (it names the output folder)")
     settings = _settings(path, loc, raw, "suite", SUITE_KEYS)
     data = _settings(path, loc, raw, "data", DATA_KEYS)
@@ -376,19 +389,21 @@ def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
             raise SuiteError(f"{path}: no [[{kind}]] table; add at least one, e.g. "
                              f"[[{kind}]] name = \"...\" (see `bench list {kind}`)")
         if not isinstance(entries, list) or not entries:
-            raise SuiteError(f"{_where(path, loc, kind, None, None)}: '{kind}' must be written as one or more "
-                             f"[[{kind}]] tables")
+            raise SuiteError(f"{_top_where(path, loc, kind)}: '{kind}' must be written as one or more "
+                             f"[[{kind}]] tables, got {_shown(entries)}")
         specs: list[ComponentSpec] = []
         for index, entry in enumerate(entries):
             specs += _expand(path, loc, kind, index, entry)
         components[kind] = list(dict.fromkeys(specs))
     claims_raw = raw.get("claims", [])
     if not isinstance(claims_raw, list):
-        raise SuiteError(f"{path}: claims must be written as [[claims]] tables")
+        raise SuiteError(f"{_top_where(path, loc, 'claims')}: 'claims' must be written as [[claims]] tables, "
+                         f"got {_shown(claims_raw)}")
     claims = [_claim(path, loc, i, entry) for i, entry in enumerate(claims_raw)]
     exclude_raw = raw.get("exclude", [])
     if not isinstance(exclude_raw, list):
-        raise SuiteError(f"{path}: exclusions must be written as [[exclude]] tables")
+        raise SuiteError(f"{_top_where(path, loc, 'exclude')}: 'exclude' must be written as [[exclude]] tables, "
+                         f"got {_shown(exclude_raw)}")
     exclusions = [_exclusion(path, loc, i, entry) for i, entry in enumerate(exclude_raw)]
     return Suite(path=path, name=settings["name"], description=settings["description"],
                  seeds=list(settings["seeds"]), n_samples=settings["n_samples"],
