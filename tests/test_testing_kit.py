@@ -3,6 +3,8 @@ message naming its defect."""
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import torch
 from bench_core.errors import PluginError
 from bench_core.protocols import TrainingData
 from bench_core.testing import (check_initializer, check_metric, check_plugin, check_sampler,
-                                check_score, check_target)
+                                check_score, check_target, sampler_margins, sampler_targets)
 from bench_plugins.initializers.starts import StandardNormal
 from bench_plugins.metrics.moments import GaussianKL, MeanError
 from bench_plugins.samplers.langevin import ULA
@@ -63,8 +65,9 @@ def test_builtin_initializer_passes(target, data):
 
 
 def test_builtin_sampler_passes():
-    check_sampler(ULA(step_size=0.01, n_steps=500))
-    check_sampler(ULA(), dim=3, n=2000, seed=5)  # the defaults: (1 - h)^1000 = 0.08 of the gap is left
+    check_sampler(ULA())
+    check_sampler(ULA(step_size=0.01, n_steps=500))  # the README's and the scaffold's settings
+    check_sampler(ULA(), dim=3, n=2000, seed=5)
 
 
 @pytest.mark.parametrize("metric", [MeanError(), GaussianKL()], ids=["mean_error", "gaussian_kl"])
@@ -74,7 +77,8 @@ def test_builtin_metrics_pass(metric):
 
 def test_checks_restore_the_default_dtype():
     previous = torch.get_default_dtype()
-    check_sampler(ULA(step_size=0.01, n_steps=100), n=500, tol=0.5)
+    # T = 1 leaves (|m| / s) (1 - h / s^2)^100 <= (1 / 0.7) e^{-2.06} = 0.18 target std of the mean gap
+    check_sampler(ULA(step_size=0.01, n_steps=100), n=500, bias=0.2)
     check_target(GaussianTarget(2), n=50)
     assert torch.get_default_dtype() == previous
 
@@ -83,12 +87,15 @@ def test_checks_restore_the_default_dtype():
 
 @pytest.mark.parametrize("sampler, match", [
     (toys.InPlaceSampler(), "modified x0 in place"),
-    (toys.WrongShapeSampler(), r"has shape \[3999, 2\], expected \[4000, 2\]"),
+    (toys.WrongShapeSampler(), r"has shape \[3999, 4\], expected \[4000, 4\]"),
     (toys.GlobalRNGSampler(), "not deterministic.*global RNG"),
     (toys.SilentSampler(), "never called callback"),
     (toys.TensorTimeSampler(), "callback got t .*Tensor.*not a float"),
-    (toys.LazySampler(), r"exact score of N\(1, I_2\).*mean"),
-    (toys.HotSampler(), r"exact score of N\(1, I_2\).*std 1\.4"),
+    # it lands on its N(0, I) start: coordinate 0 of the anisotropic target, N(1, 0.6^2), is 1.67 std off
+    (toys.LazySampler(), r"exact score of N\(m, diag\(s\^2\)\).*\(target 3 of 3: anisotropic\) the mean "
+                         r"of coordinate 0 is .*error -1\.6\d* target std.*check the drift sign"),
+    # noise sqrt(4h): variance 2 s^2 / (1 - h / (2 s^2)), 2.03x the target's at s = 0.6
+    (toys.HotSampler(), r"the variance of coordinate \d is 2\.\d+x the target's .*check the noise scale"),
     (toys.BadFamilySampler(), "family is 'mcmc'"),
     (toys.NoCallbackArgSampler(), r"cannot be called as sample\(score, x0, \*, generator, callback\)"),
 ], ids=lambda v: type(v).__name__ if not isinstance(v, str) else "")
@@ -224,13 +231,45 @@ def test_check_plugin_fails_on_a_wrong_target_and_a_rejected_default():
 
 
 @pytest.mark.parametrize("name, params", [
-    ("ddpm", {}), ("ddpm", {"discretization": "exponential", "n_steps": 200}), ("ddim", {}),
-    ("cld", {"n_steps": 200}), ("annealed_langevin", {"n_levels": 50, "steps_per_level": 5}),
-])
-def test_builtin_diffusion_samplers_pass(name, params):
+    ("ddpm", {}), ("ddpm", {"discretization": "exponential"}), ("annealed_langevin", {}), ("cld", {}),
+], ids=["ddpm", "ddpm_exponential", "annealed_langevin", "cld"])
+def test_builtin_diffusion_samplers_pass_at_their_defaults(name, params):
     from bench_core.plugin_manager import get_registry
 
-    check_sampler(get_registry().create("samplers", name, **params), n=2000)
+    check_sampler(get_registry().create("samplers", name, **params))
+
+
+def _affine_bias(sampler, dim=4):
+    """The exact bias of a deterministic sampler that is affine in x0 for a Gaussian score.
+
+    Per coordinate ``out = a x0 + b``, read off the runs from x0 = 0 and x0 = 1; from x0 ~ N(0, 1) the
+    output is N(b, a^2), so its errors are ``(b - m) / s`` and ``a^2 / s^2 - 1``. Returns the largest
+    absolute error over the kit's targets (what ``bias`` states).
+    """
+    from bench_plugins.scores.exact import ExactScore
+
+    worst = 0.0
+    for _, _, target in sampler_targets(dim):
+        x0 = torch.stack([torch.zeros(dim), torch.ones(dim)]).double()
+        # a deterministic sampler draws nothing: the generator only satisfies the signature
+        out = sampler.sample(ExactScore(target, None), x0, generator=torch.Generator().manual_seed(0))
+        b, a = out[0], out[1] - out[0]
+        errors = torch.cat([(b - target.mean) / target.std, a**2 / target.std**2 - 1])
+        worst = max(worst, float(errors.abs().max()))
+    return worst
+
+
+def test_ddim_passes_with_its_own_bias():
+    """DDIM's 100 deterministic steps shrink the variance by more than the default allowance: the test
+    states its exact bias, as its author would."""
+    from bench_core.plugin_manager import get_registry
+
+    ddim = get_registry().create("samplers", "ddim")
+    bias = _affine_bias(ddim)
+    # closed form: the variance is 0.951x the target's on the narrowest coordinate (s = 0.6); the step
+    # error is first order (200 steps: 0.025; 1000 steps: 0.005)
+    assert bias == pytest.approx(0.0489, abs=5e-4)
+    check_sampler(ddim, bias=bias)
 
 
 def test_builtin_mixture_target_and_perturbed_scores_pass():
@@ -258,8 +297,148 @@ def test_check_plugin_fails_on_a_module_that_registers_nothing():
         check_plugin(types.SimpleNamespace(__name__="empty_plugin"))
 
 
-def test_the_kit_tells_a_wrong_noise_baoab_from_a_correct_one():
-    check_sampler(toys.BAOAB())  # BAOAB is unbiased in x for a Gaussian target at any step size
-    with pytest.raises(AssertionError, match=r"sampler BAOAB: with the exact score of N\(1, I_2\) its samples "
-                                             r"have std 1\.2\d* .*check the noise scale"):
-        check_sampler(toys.BAOAB(wrong_noise=True))
+# ---------------------------------------------------------------- the kit's margins catch wrong noise scales
+
+class BAOAB:
+    """Underdamped Langevin, BAOAB splitting (Leimkuhler & Matthews 2013), unit mass, friction ``gamma``.
+
+    B: v += h/2 s(x); A: x += h/2 v; O: v = e^{-gamma h} v + c xi; A; B, with v_0 ~ N(0, I).
+    ``c = sqrt(1 - e^{-2 gamma h})`` keeps N(0, I) invariant for v, and for a Gaussian target the
+    x-marginal of the stationary law is then exact at any stable step. ``wrong_noise`` uses Euler-Maruyama's
+    ``c = sqrt(2 gamma h)``: the O-step alone then holds v at variance 2 gamma h / (1 - e^{-2 gamma h})
+    = 1.2133 at gamma h = 0.2, and since the chain is linear in its noise every stationary variance,
+    x's included, is 1.2133x the correct one. The horizon n h = 40 at decay rate gamma / 2 leaves
+    e^{-20} of the start.
+    """
+
+    family = "langevin"
+
+    def __init__(self, step_size: float = 0.2, n_steps: int = 200, gamma: float = 1.0,
+                 wrong_noise: bool = False) -> None:
+        self.step_size, self.n_steps, self.gamma, self.wrong_noise = step_size, n_steps, gamma, wrong_noise
+
+    def sample(self, score, x0, *, generator, callback=None):
+        h, x = self.step_size, x0.clone()
+        v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        decay = math.exp(-self.gamma * h)
+        kick = math.sqrt(2 * self.gamma * h) if self.wrong_noise else math.sqrt(1 - decay**2)
+        for k in range(1, self.n_steps + 1):
+            v.add_(score(x, 0.0), alpha=h / 2)
+            x.add_(v, alpha=h / 2)
+            v.mul_(decay).add_(torch.randn(x.shape, generator=generator, dtype=x.dtype), alpha=kick)
+            x.add_(v, alpha=h / 2)
+            v.add_(score(x, 0.0), alpha=h / 2)
+            if callback is not None:
+                callback(k, k * h, x)
+        return x
+
+
+class HotULA:
+    """ULA with its noise ``noise_factor`` times too large: x += h s(x) + noise_factor sqrt(2h) xi.
+
+    Stationary variance on N(m, s^2): noise_factor^2 s^2 / (1 - h / (2 s^2)), so relative error
+    1.21 / (1 - h / (2 s^2)) - 1 = 0.213 .. 0.214 at noise_factor = 1.1, h = 0.0025, s = 0.6 .. 0.8.
+    """
+
+    family = "langevin"
+
+    def __init__(self, step_size: float = 0.0025, n_steps: int = 1000, noise_factor: float = 1.1) -> None:
+        self.step_size, self.n_steps, self.noise_factor = step_size, n_steps, noise_factor
+
+    def sample(self, score, x0, *, generator, callback=None):
+        h, x = self.step_size, x0.clone()
+        scale = self.noise_factor * math.sqrt(2 * h)
+        for k in range(1, self.n_steps + 1):
+            x.add_(score(x, 0.0), alpha=h).add_(torch.randn(x.shape, generator=generator, dtype=x.dtype),
+                                                 alpha=scale)
+            if callback is not None:
+                callback(k, k * h, x)
+        return x
+
+
+class ExactDraws:
+    """Not a sampler one would use: reads N(m, diag(s^2)) off the score (s(x, 0) = (m - x) / s^2, so
+    s(0, 0) = m / s^2 and s(0, 0) - s(1, 0) = 1 / s^2) and returns exact draws: no bias at all."""
+
+    family = "langevin"
+
+    def sample(self, score, x0, *, generator, callback=None):
+        ends = torch.stack([torch.zeros_like(x0[0]), torch.ones_like(x0[0])])
+        at = score(ends, 0.0)
+        var = 1 / (at[0] - at[1])
+        out = at[0] * var + var.sqrt() * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        if callback is not None:
+            callback(1, 0.0, out)
+        return out
+
+
+def test_the_margins_at_the_defaults():
+    """27 checks (3 targets x (4 means + 4 variances + 1 averaged variance)) at family-wise 1e-4:
+    z = Phi^{-1}(1 - 1e-4 / 54) = 4.627; margins z / sqrt(4000), z sqrt(2 / 3999), z sqrt(2 / 3999) / 2."""
+    margins = sampler_margins()
+    assert margins["z"] == pytest.approx(4.6274, abs=1e-4)
+    assert margins["mean"] == pytest.approx(4.6274 / math.sqrt(4000), rel=1e-4)  # 0.0732
+    assert margins["variance"] == pytest.approx(4.6274 * math.sqrt(2 / 3999), rel=1e-4)  # 0.1035
+    assert margins["pooled_variance"] == pytest.approx(margins["variance"] / 2, rel=1e-12)  # 0.0517
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exact_draws_pass_with_no_bias(seed):
+    """The margins are Monte Carlo margins: exact samples pass with bias = 0 (each seed fails with
+    probability <= 1e-4)."""
+    check_sampler(ExactDraws(), seed=seed, bias=0.0)
+
+
+def test_a_correct_baoab_passes():
+    check_sampler(BAOAB())
+
+
+@pytest.mark.parametrize("sampler, expected", [(BAOAB(wrong_noise=True), 0.2133), (HotULA(), 0.2136)],
+                         ids=["baoab_euler_noise", "ula_noise_x1.1"])
+def test_a_21_percent_variance_error_fails(sampler, expected):
+    with pytest.raises(AssertionError) as failure:
+        check_sampler(sampler)
+    message = str(failure.value)
+    name = type(sampler).__name__
+    assert re.match(rf"sampler {name}: with the exact score of .* \(target \d of 3: .*\) the variance of "
+                    r"coordinate \d is 1\.\d+x the target's .* \(relative error \+0\.\d+, allowed \+-0\.123 = "
+                    r"MC margin 0\.103 \+ bias 0\.02\) \[\d+ of 27 moment checks fail\]; check the noise scale",
+                    message), message
+    # the reported coordinate is the worst of 12, but each one lies within z = 4.63 standard errors of
+    # its closed form: sd of the relative variance = (1 + error) sqrt(2 / (n - 1)) = 1.21 * 0.0224
+    measured = float(re.search(r"relative error ([+-]\d\.\d+)", message).group(1))
+    assert abs(measured - expected) <= sampler_margins()["z"] * 1.214 * math.sqrt(2 / 3999) + 1e-3
+
+
+def test_ula_defaults_are_within_the_default_bias_in_closed_form():
+    """ULA on N(m, s^2) from N(0, 1): x_K has mean m (1 - a^K) and variance V + (1 - V) a^{2K}, with
+    a = 1 - h / s^2 and V = s^2 / (1 - h / (2 s^2)). At its defaults (h = 0.0025, K = 1000) the worst error
+    is the mean gap its horizon leaves on the widest coordinate, (0.5 / 0.8) a^1000 = 0.0125 target std;
+    the stationary variance error h / (2 s^2 - h) is at most 0.0035. At h = 0.01, K = 500: 0.0141."""
+    def worst(h, steps):
+        out = 0.0
+        for _, _, target in sampler_targets():
+            m, s2 = target.mean, target.std**2
+            a = 1 - h / s2
+            var = s2 / (1 - h / (2 * s2))
+            var_k = var + (1 - var) * a ** (2 * steps)
+            errors = torch.cat([(-m * a**steps) / s2.sqrt(), var_k / s2 - 1])
+            out = max(out, float(errors.abs().max()))
+        return out
+
+    assert worst(0.0025, 1000) == pytest.approx(0.0125, abs=2e-4)
+    assert worst(0.01, 500) == pytest.approx(0.0141, abs=2e-4)
+    assert max(worst(0.0025, 1000), worst(0.01, 500)) < 0.02  # the kit's default bias
+
+
+def test_bias_must_be_a_nonnegative_number():
+    with pytest.raises(ValueError, match="parameter 'bias' must be a finite number >= 0"):
+        check_sampler(ULA(), bias=-0.1)
+
+
+def test_check_plugin_passes_the_stated_sampler_bias():
+    """A sampler with a known bias above the default allowance conforms once its plugin states it."""
+    from bench_plugins.samplers.ddim import DDIM
+
+    plugin = toys.make_plugin("toy_ddim_plugin", samplers={"toy_ddim": DDIM})
+    assert check_plugin(plugin, sampler_bias=0.049) == [("samplers", "toy_ddim", "ok")]

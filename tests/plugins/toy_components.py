@@ -223,34 +223,3 @@ def make_plugin(name: str, **components: dict) -> types.ModuleType:
 
         setattr(module, f"register_{kind}", hookimpl(register_kind))
     return module
-
-
-class BAOAB:
-    """Underdamped Langevin, BAOAB splitting (Leimkuhler & Matthews 2013), unit mass, friction ``gamma``.
-
-    B: v += h/2 s(x); A: x += h/2 v; O: v = e^{-gamma h} v + sqrt(1 - e^{-2 gamma h}) xi; A; B.
-    For a Gaussian target its x-marginal has no step-size bias. ``wrong_noise`` uses sqrt(2 gamma h) in
-    O (the Euler-Maruyama scale), which heats v to variance 2 gamma h / (1 - e^{-2 gamma h}) = 1.58 at
-    gamma h = 0.5: x then has std ~1.26 instead of 1.
-    """
-
-    family = "langevin"
-
-    def __init__(self, step_size: float = 0.25, n_steps: int = 200, gamma: float = 2.0,
-                 wrong_noise: bool = False) -> None:
-        self.step_size, self.n_steps, self.gamma, self.wrong_noise = step_size, n_steps, gamma, wrong_noise
-
-    def sample(self, score, x0, *, generator, callback=None):
-        h, x = self.step_size, x0.clone()
-        v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        decay = math.exp(-self.gamma * h)
-        kick = math.sqrt(2 * self.gamma * h) if self.wrong_noise else math.sqrt(1 - decay**2)
-        for k in range(1, self.n_steps + 1):
-            v.add_(score(x, 0.0), alpha=h / 2)
-            x.add_(v, alpha=h / 2)
-            v.mul_(decay).add_(torch.randn(x.shape, generator=generator, dtype=x.dtype), alpha=kick)
-            x.add_(v, alpha=h / 2)
-            v.add_(score(x, 0.0), alpha=h / 2)
-            if callback is not None:
-                callback(k, k * h, x)
-        return x
