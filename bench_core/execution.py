@@ -8,8 +8,9 @@ runs which cell. Workers never see the output folder: the driver alone writes th
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .kept_samples import KeptSamples
 from .plan import Plan, build_plan
@@ -34,6 +35,22 @@ class CellTask:
 _RUNNERS: dict[tuple[str, str, str], tuple[CellRunner, dict]] = {}
 # set when cells run in this process: a Progress whose start_cell / on_step this module drives
 progress: Optional[Any] = None
+
+
+@contextlib.contextmanager
+def running(executor: Any) -> Iterator[Any]:
+    """Start ``executor``'s workers now, if it can (``start()``), and end them when the block ends,
+    however it ends (``close()``): workers that take long to start then start while the driver
+    trains and loads, and one set of them serves every ``map`` of the run."""
+    start = getattr(executor, "start", None)
+    if callable(start):
+        start()
+    try:
+        yield executor
+    finally:
+        close = getattr(executor, "close", None)
+        if callable(close):
+            close()
 
 
 def prime(plan: Plan) -> CellRunner:

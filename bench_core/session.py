@@ -12,7 +12,7 @@ from typing import Any, Optional
 from . import execution
 from .atomic_files import write_text_atomic
 from .claims import ClaimOutcome, evaluate_claims
-from .errors import SuiteError, did_you_mean
+from .errors import SuiteError, did_you_mean, writing
 from .folder_lock import LOCK_NAME, run_lock
 from .kept_samples import SampleArchive, size_estimate
 from .plan import AXES, Cell, Plan, build_plan, select_matches
@@ -117,14 +117,23 @@ def run_suite(suite_path: str | Path, *, out: Optional[str | Path] = None, execu
     """Run a suite end to end and return its summary (files are written to ``out``)."""
     started = time.perf_counter()
     registry = registry or get_registry()
-    plan = plan_suite(suite_path, device=device, registry=registry, allow_large=allow_large)
-    out_dir = prepare_out_dir(Path(out) if out else Path("reports") / plan.suite.name, force=force)
     if address and executor != "ray":
         raise SuiteError(f"--address joins a Ray cluster; it needs --executor ray (got --executor {executor})")
     pool = registry.create("executors", executor, workers=workers, **({"address": address} if address else {}))
-    cells = filter_cells(plan.cells, only)
-    if not cells:
-        raise SuiteError(f"--only '{only}' selects none of the {len(plan.cells)} cells of {plan.suite.path}")
+    # workers that take long to start (a fork server importing torch) start now, while this process plans
+    with execution.running(pool):
+        plan = plan_suite(suite_path, device=device, registry=registry, allow_large=allow_large)
+        out_dir = prepare_out_dir(Path(out) if out else Path("reports") / plan.suite.name, force=force)
+        cells = filter_cells(plan.cells, only)
+        if not cells:
+            raise SuiteError(f"--only '{only}' selects none of the {len(plan.cells)} cells of {plan.suite.path}")
+        return _run_cells(plan, pool, cells, out_dir, executor=executor, workers=workers, rerun=rerun,
+                          progress=progress, started=started)
+
+
+def _run_cells(plan: Plan, pool: Any, cells: list[Cell], out_dir: Path, *, executor: str, workers: int,
+               rerun: bool, progress: Optional[Progress], started: float) -> RunSummary:
+    """Train what the cells need, run the cells not yet finished, store each result, export."""
     with run_lock(out_dir), Store(out_dir / "results.sqlite") as store:
         store.set_meta("suite", plan.suite.name)
         finished = set() if rerun else store.finished_keys()
@@ -207,7 +216,7 @@ def worker_failure(exc: BaseException) -> str:
 
 def log_failure(out_dir: Path, cell: Cell, result: CellResult) -> None:
     """Append a failed cell's full traceback to ``<out>/errors.log`` (the store keeps one line)."""
-    with open(out_dir / "errors.log", "a", encoding="utf-8") as log:
+    with writing(out_dir / "errors.log"), open(out_dir / "errors.log", "a", encoding="utf-8") as log:
         log.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} cell {cell.id} {cell.label()}\n"
                   f"{result.reason}\n{result.traceback}\n")
 

@@ -1,34 +1,116 @@
-"""The ``process`` executor: cells in spawned worker processes (identical numbers: cells run single-threaded).
+"""The ``process`` executor: cells in worker processes (identical numbers: cells run single-threaded).
 
 At most ``workers`` cells are in flight at once, so that a Ctrl-C throws away no queued work and a
 dead worker has few suspects. When a worker process dies (killed, out of memory, ``os._exit`` in a
 plugin), Python's pool breaks and every cell in flight is lost with it: the pool is replaced, and
 each of those cells runs again alone, where a death is its own. A cell is retried once after its
-worker died running it alone, and recorded ``failed`` if it dies alone again; the others complete. Workers watch the driver and exit within a second
-of its death, so none outlives a killed run.
+worker died running it alone, and recorded ``failed`` if it dies alone again; the others complete.
+Workers watch the driver and exit as soon as it is gone, so none outlives a killed run.
+
+Start-up. Before its first cell a worker needs torch, bench and the plugins imported: about 3 s of
+one core, which N spawned workers would each pay. Workers are forked instead from a fork server that
+imports them once (:func:`multiprocessing.set_forkserver_preload`), one server per run:
+:meth:`ProcessExecutor.start` launches it as the run begins, so that it loads while the driver
+collects training jobs and loads kept samples; the same workers then train the networks and run the
+cells, and a worker that replaces a dead one is forked in milliseconds. Forking is safe because the
+fork server stays single-threaded: it runs torch on one thread, so it never starts the OpenMP pool
+that a forked child could not use. Each worker also runs torch on one thread (the workers share the
+cores, and every cell runs on one thread anyway) and takes the driver's environment as it is when
+the pool starts, not as it was when the fork server started.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, Iterator
+from multiprocessing import forkserver
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import torch
 
 from bench_core import hookimpl
+from bench_core.plugin_manager import BUILTIN_MODULES
+
+#: imported once by the fork server, so that a forked worker starts with them loaded
+PRELOAD = ("bench_core.execution", "bench_core.training", *BUILTIN_MODULES)
+#: set for the fork server only: torch (and any OpenMP library) on one thread, so it stays single-threaded
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+_server_lock = threading.Lock()
+_server_users = 0  # executors of this process between start() and close()
+_server_ours = False  # the fork server running now was started here (so it is stopped here)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: a daemon thread ends this worker once the driver is gone."""
+def _acquire_forkserver() -> None:
+    """Start the fork server with bench preloaded, unless one is running (then it is used as it is)."""
+    global _server_users, _server_ours
+    with _server_lock:
+        server = getattr(forkserver, "_forkserver", None)
+        if not _server_users and getattr(server, "_forkserver_pid", None) is None:
+            previous_preload = list(getattr(server, "_preload_modules", ["__main__"]))
+            saved = {name: os.environ.get(name) for name in ONE_THREAD}
+            forkserver.set_forkserver_preload(list(PRELOAD))
+            os.environ.update(ONE_THREAD)  # read by the fork server's runtimes as it starts; restored below
+            try:
+                forkserver.ensure_running()  # returns at once: the server imports while the driver goes on
+                _server_ours = True
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+                forkserver.set_forkserver_preload(previous_preload)  # a server restarted by others loads theirs
+        _server_users += 1
+
+
+def _release_forkserver() -> None:
+    """Stop the fork server when the last executor using it closes, if it was started here: the next
+    run gets a new one, which imports the plugins' code as it is then (as spawned workers would)."""
+    global _server_users, _server_ours
+    with _server_lock:
+        _server_users = max(_server_users - 1, 0)
+        if _server_users or not _server_ours:
+            return
+        _server_ours = False
+        server = getattr(forkserver, "_forkserver", None)
+        pid, stop = getattr(server, "_forkserver_pid", None), getattr(server, "_stop", None)
+        if pid is None or stop is None:
+            return
+        try:
+            # its workers are gone; a process a plugin forked in a worker may still hold the server's
+            # "alive" pipe, which would keep it (and stop(), which waits for it) running
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            stop()
+        except ChildProcessError:  # already reaped
+            pass
+
+
+def _start_worker(environ: dict[str, str]) -> None:
+    """Worker initializer: the driver's environment, one torch thread, exit when the driver is gone."""
+    os.environ.clear()  # forked from the fork server: its environment is the driver's at an earlier time
+    os.environ.update(environ)
+    torch.set_num_threads(1)
+    driver = multiprocessing.parent_process()
+
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+        if driver is not None:
+            driver.join()  # returns when the driver's end of the start-up pipe closes: it has died
+        else:  # not started by multiprocessing: poll the parent
+            parent = os.getppid()
+            while os.getppid() == parent:
+                time.sleep(0.5)
         os._exit(1)
 
-    threading.Thread(target=watch, daemon=True, name="bench-parent-watch").start()
+    threading.Thread(target=watch, daemon=True, name="bench-driver-watch").start()
 
 
 class WorkerDied(RuntimeError):
@@ -36,7 +118,11 @@ class WorkerDied(RuntimeError):
 
 
 class ProcessExecutor:
-    """Runs cells in ``workers`` spawned processes; each worker loads plugins once.
+    """Runs cells in ``workers`` processes forked from a fork server that has loaded bench and torch.
+
+    :meth:`start` (``bench run`` calls it as the run begins) launches the fork server, so that the
+    workers are ready sooner, and keeps the workers from one :meth:`map` to the next (training, then
+    the cells) until :meth:`close`. Without :meth:`start`, each :meth:`map` starts and ends its own.
 
     Parameters
     ----------
@@ -48,24 +134,75 @@ class ProcessExecutor:
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self._started = False
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        self._context = multiprocessing.get_context(method)  # never fork: fork after torch init is unsafe
 
-    def _pool(self, size: int) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")  # fork after torch init is unsafe
-        return ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_exit_with_parent,
-                                   initargs=(os.getpid(),))
+    def start(self) -> None:
+        """Launch the fork server now; the workers are forked when the first task is submitted."""
+        if self._started:
+            return
+        if self._context.get_start_method() == "forkserver":
+            _acquire_forkserver()
+        self._started = True
+
+    def close(self) -> None:
+        """End the workers and release the fork server (idempotent)."""
+        self._discard_pool()
+        if self._started:
+            self._started = False
+            if self._context.get_start_method() == "forkserver":
+                _release_forkserver()
+
+    def __enter__(self) -> "ProcessExecutor":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        self._discard_pool()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+                                         initializer=_start_worker, initargs=(dict(os.environ),))
+        return self._pool
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            _stop(pool)
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(task, fn(task))`` as results arrive, or ``(task, exception)`` for a task that raised
+        or whose worker died twice running it alone."""
+        one_off = not self._started  # not started by the caller: this call starts and ends its workers
+        self.start()
         queue = deque(tasks)
         suspects: deque = deque()  # in flight when a worker died: each runs again, alone
         deaths: dict[int, int] = {}  # deaths of a task's worker while it ran alone
-        pool = self._pool(self.workers)
-        pending: dict = {}
+        fresh = self._pool is None
+        pool = self._pool or self._new_pool()
+        pending: dict[Future, tuple[Any, bool]] = {}
+        completed = False
         try:
             while queue or suspects or pending:
                 solo = bool(suspects)
                 while len(pending) < (1 if solo else self.workers) and (suspects if solo else queue):
-                    task = (suspects if solo else queue).popleft()
-                    pending[pool.submit(fn, task)] = (task, solo)
+                    source = suspects if solo else queue
+                    task = source.popleft()
+                    try:
+                        future = pool.submit(fn, task)
+                    except BrokenProcessPool:  # a worker died while it ran no cell (idle, or starting)
+                        source.appendleft(task)
+                        if pending:
+                            break  # the cells in flight fail with it: handled below
+                        if fresh:
+                            raise  # a new pool that breaks before it runs anything cannot run cells
+                        pool, fresh = self._new_pool(), True
+                        continue
+                    pending[future] = (task, solo)
+                    fresh = False
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 broken = []
                 for future in finished:
@@ -79,8 +216,7 @@ class ProcessExecutor:
                 if broken or any(f.done() and isinstance(f.exception(), BrokenProcessPool) for f in pending):
                     broken += [pending[f] for f in pending]
                     pending.clear()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = self._pool(self.workers)
+                    pool, fresh = self._new_pool(), True
                     for task, alone in broken:
                         deaths[id(task)] = deaths.get(id(task), 0) + alone  # only a death alone is its own
                         if deaths[id(task)] >= 2:
@@ -88,13 +224,17 @@ class ProcessExecutor:
                                                    "(killed, out of memory, or os._exit in a plugin)")
                         else:
                             suspects.append(task)
+            completed = True
         finally:
-            _stop(pool)
+            if not completed:
+                self._discard_pool()  # Ctrl-C, an error, or the caller stopped reading: end the cells in flight now
+            if one_off:
+                self.close()
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and end the workers now (Ctrl-C, or the run is over)."""
-    processes = list(getattr(pool, "_processes", {}).values())
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
