@@ -9,10 +9,10 @@ from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .describe import describe, summary
-from .errors import DISK_FULL_ERRNOS, BenchError, did_you_mean, disk_full
-from .hookspecs import KINDS
-from .plugin_manager import get_registry
+from bench_core.components.describe import describe, summary
+from bench_core.base.errors import DISK_FULL_ERRNOS, BenchError, did_you_mean, disk_full
+from bench_core.components.hookspecs import KINDS
+from bench_core.components.discovery import get_registry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def _allow_model_factories(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .session import run_suite
+    from bench_core.pipeline import run_suite
 
     _allow_model_factories(args)
 
@@ -91,7 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .session import plan_suite
+    from bench_core.pipeline import plan_suite
 
     _allow_model_factories(args)
     plan = plan_suite(args.suite, allow_large=args.yes)
@@ -121,7 +121,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
-    from .scaffold import scaffold
+    from bench_core.kit.scaffold import scaffold
 
     folder = scaffold(args.kind, args.name, args.dir)
     print(f"wrote {folder}/: pyproject.toml, {args.name}.py, README.md, tests/test_{args.name}.py, "
@@ -152,11 +152,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .contrast import contrast_markdown
-    from .fragility import headline_markdown
-    from .leaderboard import leaderboard_markdown
-    from .results import load_results
-    from .terminal_tables import fit_table, wrap_text
+    from bench_core.findings.contrast import contrast_markdown
+    from bench_core.findings.fragility import headline_markdown
+    from bench_core.findings.leaderboard import leaderboard_markdown
+    from bench_core.results.run_results import load_results
+    from bench_core.report.terminal_tables import fit_table, wrap_text
 
     run = load_results(Path(args.dir))
     width = args.width or shutil.get_terminal_size((120, 24)).columns
@@ -172,7 +172,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .html_report import write_report
+    from bench_core.report.html_report import write_report
 
     print(write_report(Path(args.dir), args.output))
     return 0

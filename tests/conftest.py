@@ -75,7 +75,7 @@ params = { witness = "ball_trap" }
 @pytest.fixture(scope="session")
 def fragility_run(tmp_path_factory):
     """The results folder of :data:`FRAGILITY_SUITE`, run once per session (read it, do not write to it)."""
-    from bench_core.session import run_suite
+    from bench_core.pipeline import run_suite
 
     folder = tmp_path_factory.mktemp("fragility")
     (folder / "sweep.toml").write_text(FRAGILITY_SUITE)
@@ -115,7 +115,7 @@ def toy_registry():
     """Built-ins plus tests/plugins/toy_plugins.py (broken and toy components)."""
     import toy_plugins
 
-    from bench_core.plugin_manager import build_registry
+    from bench_core.components.discovery import build_registry
 
     return build_registry(extra=[toy_plugins], entry_points=False)
 

@@ -84,7 +84,7 @@ def test_the_build_budget_is_lifted_after_building():
     """The cap on a component's build is the soft limit only while it is built."""
     import torch
 
-    from bench_core.resources import bounded_build, build_budget
+    from bench_core.plan.resources import bounded_build, build_budget
 
     before = resource.getrlimit(resource.RLIMIT_AS)
     with bounded_build():

@@ -17,7 +17,7 @@ from scipy.integrate import quad_vec
 from scipy.linalg import expm
 from scipy.stats import multivariate_normal
 
-from bench_core.errors import SkipCell
+from bench_core.base.errors import SkipCell
 from bench_plugins.samplers.cld import (CLD, cld_marginal, cld_step_integrals, cld_transition, cld_x_coefficients,
                                mixture_phase_log_prob, mixture_velocity_score, register_samplers)
 from bench_plugins.metrics.moments import gaussian_fit_kl

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench_core import cli, session
-from bench_core.errors import DiskFullError
-from bench_core.session import run_suite
-from bench_core.store import Store
+from bench_core import cli, pipeline
+from bench_core.base.errors import DiskFullError
+from bench_core.pipeline import run_suite
+from bench_core.store.sqlite_store import Store
 from conftest import BASE_SUITE
 
 SIX = BASE_SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4, 5]")  # six cells, well under a second
@@ -188,7 +188,7 @@ def test_errors_log_on_a_full_disk_is_one_line(write_suite, tmp_path, monkeypatc
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return open(file, *args, **kwargs)
 
-    monkeypatch.setattr(session, "open", full_open, raising=False)
+    monkeypatch.setattr(pipeline, "open", full_open, raising=False)
     with pytest.raises(DiskFullError) as raised:
         run_suite(path, out=tmp_path / "out", registry=toy_registry)
     message = str(raised.value)
@@ -325,7 +325,7 @@ def test_a_network_that_matches_its_checksum_but_does_not_load_fails_in_the_scor
 
 def test_a_full_disk_while_training_is_one_line(tmp_path, capsys, monkeypatch):
     """torch.save reports a full disk as a bare RuntimeError; with no room left it is named as such."""
-    from bench_core import artifact_cache
+    from bench_core.base import artifact_cache
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     suite = tmp_path / "net.toml"

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench_core.artifact_cache import CacheEntry
-from bench_core.data import make_training_data
-from bench_core.session import run_suite
-from bench_core.suite import ComponentSpec
+from bench_core.base.artifact_cache import CacheEntry
+from bench_core.plan.training_data import make_training_data
+from bench_core.pipeline import run_suite
+from bench_core.suite.schema import ComponentSpec
 from bench_plugins.scores.learned import ddpm_training
 from bench_plugins.samplers.schedules import level_times
 from bench_plugins.scores.learned.ddpm_mlp import DDPMMLPScore
@@ -301,7 +301,7 @@ def test_lazy_training_inside_a_float64_cell_trains_float32_weights(tmp_path, mo
 
 
 def test_a_packed_cache_entry_installs_identically_on_another_disk(tmp_path, monkeypatch):
-    from bench_core.artifact_cache import CacheEntry, install_entry, pack_entry
+    from bench_core.base.artifact_cache import CacheEntry, install_entry, pack_entry
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "driver"))
     entry = CacheEntry("ddpm_mlp", "k" * 16, {"width": 16})
@@ -322,7 +322,7 @@ def test_a_packed_cache_entry_installs_identically_on_another_disk(tmp_path, mon
 
 
 def test_ray_executor_trains_once_and_matches_the_local_run(write_suite, tmp_path, ray_address):
-    from bench_core.session import run_suite
+    from bench_core.pipeline import run_suite
 
     path = write_suite(ONCE_SUITE)
     run_suite(path, out=tmp_path / "local")

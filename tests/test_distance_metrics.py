@@ -14,8 +14,8 @@ import torch
 from scipy.special import gammaln
 from scipy.stats import chi, norm
 
-from bench_core.errors import SkipMetric
-from bench_core.protocols import MetricContext, TrainingData
+from bench_core.base.errors import SkipMetric
+from bench_core.components.protocols import MetricContext, TrainingData
 from bench_plugins.metrics import distances as distance_metrics
 from bench_plugins.metrics.distances import (Energy, NearestTrain, Radius, Sinkhorn, energy_distance,
                                             nearest_distance, sinkhorn_divergence)
@@ -240,7 +240,7 @@ def test_bad_params_raise_value_error_naming_them(factory, kwargs, name):
 
 
 def test_distance_metrics_register_through_the_plugin_hook():
-    from bench_core.plugin_manager import BUILTIN_MODULES, build_registry
+    from bench_core.components.discovery import BUILTIN_MODULES, build_registry
 
     extra = [] if distance_metrics.__name__ in BUILTIN_MODULES else [distance_metrics]
     registry = build_registry(extra=extra, entry_points=False)

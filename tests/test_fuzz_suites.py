@@ -54,10 +54,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench_core.cli import main as cli_main
-from bench_core.errors import BenchError
-from bench_core.plugin_manager import get_registry
-from bench_core.session import plan_suite
-from bench_core.suite import CLAIM_KEYS, DATA_KEYS, EXCLUDE_KEYS, SUITE_KEYS, TOP_LEVEL
+from bench_core.base.errors import BenchError
+from bench_core.components.discovery import get_registry
+from bench_core.pipeline import plan_suite
+from bench_core.suite.schema import CLAIM_KEYS, DATA_KEYS, EXCLUDE_KEYS, SUITE_KEYS, TOP_LEVEL
 
 SECONDS = 5.0  # the CPU time `bench check` may spend on any generated file
 # wall-clock: CI machines are shared, and another job's load must not fail this test; a check that

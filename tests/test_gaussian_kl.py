@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench_core.errors import SkipMetric
-from bench_core.protocols import MetricContext, TrainingData
+from bench_core.base.errors import SkipMetric
+from bench_core.components.protocols import MetricContext, TrainingData
 from bench_plugins.metrics.moments import GaussianKL, gaussian_fit_kl
 from bench_plugins.samplers.langevin import ULA
 from bench_plugins.scores.exact import ExactScore

@@ -348,15 +348,15 @@ def test_posterior_is_calibrated_on_overlapping_modes(float64, t):
 
 @pytest.mark.parametrize("params", [{}, CUSTOM], ids=["default", "custom"])
 def test_passes_the_plugin_authors_target_check(params):
-    """bench_core.testing.check_target: shapes, dtypes (float32 and float64), determinism,
+    """bench_core.kit.checks.check_target: shapes, dtypes (float32 and float64), determinism,
     score == autograd of log_prob."""
-    from bench_core.testing import check_target
+    from bench_core.kit import check_target
 
     check_target(GMMTarget(**params))
 
 
 def test_gmm_registers_through_the_plugin_hook():
-    from bench_core.plugin_manager import BUILTIN_MODULES, build_registry
+    from bench_core.components.discovery import BUILTIN_MODULES, build_registry
 
     extra = [] if gmm.__name__ in BUILTIN_MODULES else [gmm]
     registry = build_registry(extra=extra, entry_points=False)

@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt
 import pytest
 
 from bench_core.cli import main
-from bench_core.html_contrast import contrast_points
-from bench_core.html_report import render_html
-from bench_core.results import load_results
-from bench_core.session import run_suite
+from bench_core.report.html_contrast import contrast_points
+from bench_core.report.html_report import render_html
+from bench_core.results.run_results import load_results
+from bench_core.pipeline import run_suite
 from conftest import BASE_SUITE
 
 IMG = '<img src="data:image/png;base64,'
@@ -176,7 +176,7 @@ def test_a_run_without_contrast_or_trajectory_still_renders(write_suite, tmp_pat
 
 
 def test_time_checkpoints_plot_against_t(write_suite, tmp_path):
-    from bench_core.session import run_suite
+    from bench_core.pipeline import run_suite
 
     suite = write_suite("""
         [suite]

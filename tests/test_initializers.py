@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench_core.protocols import TrainingData
-from bench_core.testing import check_initializer
+from bench_core.components.protocols import TrainingData
+from bench_core.kit import check_initializer
 from bench_plugins.initializers.starts import Fresh, Point, StandardNormal, Train
 from bench_plugins.targets.gaussian import GaussianTarget
 

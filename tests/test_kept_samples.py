@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bench_core import cli
-from bench_core.session import run_suite
+from bench_core.pipeline import run_suite
 from bench_plugins.samplers.langevin import ULA
 
 BASE = """
@@ -119,8 +119,8 @@ def test_float16_storage_feeds_new_metrics_rounded_and_copies_old_rows_exactly(t
 
 
 def test_keep_samples_value_is_checked(tmp_path):
-    from bench_core.errors import SuiteError
-    from bench_core.suite import parse_suite
+    from bench_core.base.errors import SuiteError
+    from bench_core.suite.schema import parse_suite
 
     with pytest.raises(SuiteError, match="keep_samples.*float16"):
         parse_suite(write(tmp_path, "bad", keep='keep_samples = "int8"'))

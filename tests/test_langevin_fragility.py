@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench_core.results import load_results
-from bench_core.session import run_suite
+from bench_core.results.run_results import load_results
+from bench_core.pipeline import run_suite
 
 
 def run(write_suite, tmp_path, text):

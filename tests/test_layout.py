@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench_core.hookspecs import KINDS
-from bench_core.plugin_manager import BUILTIN_MODULES
+from bench_core.components.hookspecs import KINDS
+from bench_core.components.discovery import BUILTIN_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 

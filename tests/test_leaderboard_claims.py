@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench_core.claims import evaluate_claims
+from bench_core.findings.claims import evaluate_claims
 from bench_core.cli import main
-from bench_core.leaderboard import leaderboard_tables
-from bench_core.results import summarize
-from bench_core.results import RESULT_COLUMNS, RunResults
-from bench_core.suite import Claim
+from bench_core.findings.leaderboard import leaderboard_tables
+from bench_core.results.run_results import summarize
+from bench_core.results.run_results import RESULT_COLUMNS, RunResults
+from bench_core.suite.schema import Claim
 
 
 def table(rows):
@@ -94,7 +94,7 @@ def test_bench_show_prints_the_leaderboard(write_suite, tmp_path, capsys):
 def test_progress_bar_on_a_terminal_and_lines_otherwise():
     import io
 
-    from bench_core.progress import Progress
+    from bench_core.run.progress import Progress
 
     plain = io.StringIO()
     p = Progress(2, stream=plain, live=False)
@@ -148,8 +148,8 @@ def test_versus_claims_pair_seeds_and_compare_with_the_counterpart():
 
 
 def test_versus_is_validated_in_the_suite(write_suite):
-    from bench_core.errors import SuiteError
-    from bench_core.session import plan_suite
+    from bench_core.base.errors import SuiteError
+    from bench_core.pipeline import plan_suite
 
     base = """
         [suite]

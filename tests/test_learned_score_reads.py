@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from bench_core.errors import SuiteError
-from bench_core.protocols import TrainingData
-from bench_core.session import plan_suite, run_suite
+from bench_core.base.errors import SuiteError
+from bench_core.components.protocols import TrainingData
+from bench_core.pipeline import plan_suite, run_suite
 from bench_plugins.samplers.schedules import level_times
 from bench_plugins.scores.learned.empirical import EmpiricalScore, empirical_score
 from bench_plugins.scores.learned.network import LEVEL_10_TIME, ModelScore

@@ -52,9 +52,9 @@ def test_a_rowwise_score_is_evaluated_block_by_block_with_the_same_numbers(sampl
     """With ``rowwise`` the samplers call the score once per block of rows, before changing those
     rows; without it once per step on all rows. The particles are equal to the last bit (the
     drift's arithmetic is elementwise) and ``nfe.calls = evals / n`` is the number of steps either way."""
-    from bench_core.cost import CountingScore
+    from bench_core.cell.nfe import CountingScore
     from bench_plugins.samplers import noise_blocks
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
 
     monkeypatch.setattr(noise_blocks, "BLOCK_ELEMENTS", 64)  # 32 rows of 2 values: 10 blocks of 313 rows
     n = 313

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench_core import hookimpl
-from bench_core.errors import PluginError
-from bench_core.plugin_manager import build_registry
+from bench_core.base.errors import PluginError
+from bench_core.components.discovery import build_registry
 
 REPO = Path(__file__).parents[1]
 
@@ -246,8 +246,8 @@ def test_bench_new_writes_a_plugin_that_conforms_and_runs_its_example(kind, tmp_
     import sys as _sys
 
     from bench_core.cli import main
-    from bench_core.session import run_suite
-    from bench_core.testing import check_plugin
+    from bench_core.pipeline import run_suite
+    from bench_core.kit import check_plugin
 
     name = f"my_{kind}_{os.getpid()}"
     assert main(["new", kind, name, "--dir", str(tmp_path / "dist")]) == 0

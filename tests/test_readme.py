@@ -5,8 +5,8 @@ import re
 import types
 from pathlib import Path
 
-from bench_core.plugin_manager import build_registry
-from bench_core.testing import check_sampler
+from bench_core.components.discovery import build_registry
+from bench_core.kit import check_sampler
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 
@@ -38,7 +38,7 @@ def test_network_example_trains_and_runs_as_written(tmp_path, monkeypatch):
 
     import pandas as pd
 
-    from bench_core.session import run_suite
+    from bench_core.pipeline import run_suite
 
     module = next(b for b in code_blocks("python") if "class ScoreNet" in b)
     suite = next(b for b in code_blocks("toml") if 'name = "my_network"' in b)
@@ -56,7 +56,7 @@ def test_network_example_trains_and_runs_as_written(tmp_path, monkeypatch):
 
 
 def test_suite_file_example_validates(tmp_path):
-    from bench_core.session import plan_suite
+    from bench_core.pipeline import plan_suite
 
     example = next(b for b in code_blocks("toml") if "[[claims]]" in b and "versus" in b)
     (tmp_path / "example.toml").write_text(example)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench_core.atomic_files import write_atomic
-from bench_core.errors import BenchError
-from bench_core.folder_lock import run_lock
-from bench_core.session import run_suite
+from bench_core.base.atomic_files import write_atomic
+from bench_core.base.errors import BenchError
+from bench_core.run.folder_lock import run_lock
+from bench_core.pipeline import run_suite
 from conftest import BASE_SUITE
 
 FAULTS = """
@@ -82,7 +82,7 @@ def test_a_second_run_on_the_same_folder_refuses_at_once(write_suite, tmp_path):
     assert not (out / "results.sqlite").exists()  # it touched nothing
     # the other order: the in-process run refuses while a subprocess run holds the folder
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from bench_core.folder_lock import run_lock\n"
+                               "from bench_core.run.folder_lock import run_lock\n"
                                "with run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
                                str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -261,7 +261,7 @@ def test_out_must_be_new_empty_or_a_results_folder(write_suite, tmp_path):
 
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "x\u202eevil", "bell\u0007", "n" * 101, " padded"])
 def test_a_suite_name_must_be_a_safe_folder_name(write_suite, name):
-    from bench_core.suite import parse_suite
+    from bench_core.suite.schema import parse_suite
 
     path = write_suite(BASE_SUITE.replace('name = "t"', f"name = {json.dumps(name)}"))
     with pytest.raises(BenchError, match="name must be a folder name"):

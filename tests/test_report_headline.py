@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from bench_core.cli import main
-from bench_core.fragility import fragility_points, panel_sentence
-from bench_core.html_report import _styled_leaderboard
-from bench_core.labels import short_labels, short_names
-from bench_core.leaderboard import leaderboard_tables
-from bench_core.results import RESULT_COLUMNS, RunResults, load_results
+from bench_core.findings.fragility import fragility_points, panel_sentence
+from bench_core.report.html_report import _styled_leaderboard
+from bench_core.findings.labels import short_labels, short_names
+from bench_core.findings.leaderboard import leaderboard_tables
+from bench_core.results.run_results import RESULT_COLUMNS, RunResults, load_results
 
 def test_fragility_points_are_the_seed_means_of_the_cells(fragility_run):
     run = load_results(fragility_run)

@@ -1,4 +1,4 @@
-"""Per-suite report views (bench_core.report_views): each view appears exactly when its data is in the run,
+"""Per-suite report views (bench_core.report.suite_views): each view appears exactly when its data is in the run,
 with the paper's numbers next to bench's, valid PNG figures and escaped text."""
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from bench_core.report_views import PAPER_TABLE1, suite_views
-from bench_core.results import RESULT_COLUMNS, TRAJECTORY_COLUMNS, RunResults, load_results
-from bench_core.seeding import canonical_json
-from bench_core.session import run_suite
+from bench_core.report.suite_views import PAPER_TABLE1, suite_views
+from bench_core.results.run_results import RESULT_COLUMNS, TRAJECTORY_COLUMNS, RunResults, load_results
+from bench_core.base.seeding import canonical_json
+from bench_core.pipeline import run_suite
 
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 ULA = {"n_steps": 1000, "step_size": 0.0025}
@@ -159,7 +159,7 @@ def test_section4_shows_metrics_per_start_and_escapes_hostile_labels():
     assert "<script" not in body and f"<h3>gaussian(dim=20, note={escaped})</h3>" in body
     rows = {(r[0], r[1]): r[2:] for r in _cells(body)}
     # gaussian_kl, sinkhorn.value, nearest_train.ratio
-    assert rows[(f"empirical({hostile}) · ula", "train")] == ["5.5 ± 6.4", "13 ± 0", "0.09 ± 0"]  # a string param shows its value alone (bench_core.labels)
+    assert rows[(f"empirical({hostile}) · ula", "train")] == ["5.5 ± 6.4", "13 ± 0", "0.09 ± 0"]  # a string param shows its value alone (bench_core.findings.labels)
     assert rows[("exact · ula", "fresh")][2] == "1 ± 0"
 
 

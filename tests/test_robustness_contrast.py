@@ -2,8 +2,8 @@
 contrast.md shows TV next to eps_0 and eps_bar with the fragility column."""
 from __future__ import annotations
 
-from bench_core.results import load_results
-from bench_core.session import run_suite
+from bench_core.results.run_results import load_results
+from bench_core.pipeline import run_suite
 
 SUITE = """
 [suite]

@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from bench_core.results import load_results
-from bench_core.seeding import derive_seed
-from bench_core.session import run_suite
+from bench_core.results.run_results import load_results
+from bench_core.base.seeding import derive_seed
+from bench_core.pipeline import run_suite
 from conftest import BASE_SUITE
 
 
@@ -94,7 +94,7 @@ def _values(out):
 
 
 def test_same_numbers_on_every_executor_and_order(write_suite, tmp_path, toy_registry):
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
 
     text = EXECUTOR_SUITE
     path = write_suite(text)
@@ -148,7 +148,7 @@ def test_claims_can_select_a_checkpoint_step(write_suite, tmp_path, toy_registry
     assert [c.holds for c in summary.claims] == [True, True]
     assert summary.claims[0].values[0][1] > 1.5
     bad = write_suite(text.replace("select = { step = 20 }", "select = { step = 7 }"), name="bad.toml")
-    from bench_core.errors import SuiteError
+    from bench_core.base.errors import SuiteError
     with pytest.raises(SuiteError, match="step 7, which is not in \\[suite\\] checkpoints"):
         run_suite(bad, out=tmp_path / "bad", registry=toy_registry)
 
@@ -158,7 +158,7 @@ def test_show_into_a_closed_pipe_exits_quietly(write_suite, tmp_path):
     import subprocess
     import sys
 
-    from bench_core.session import run_suite
+    from bench_core.pipeline import run_suite
 
     run_suite(write_suite(), out=tmp_path / "out")
     proc = subprocess.Popen([sys.executable, "-m", "bench_core.cli", "show", str(tmp_path / "out")],
@@ -171,7 +171,7 @@ def test_show_into_a_closed_pipe_exits_quietly(write_suite, tmp_path):
 def test_a_failing_cell_names_the_module_path_and_line(write_suite, tmp_path, monkeypatch):
     import importlib
 
-    from bench_core.plugin_manager import build_registry
+    from bench_core.components.discovery import build_registry
 
     package = tmp_path / "pkgs" / "my_pkg"
     package.mkdir(parents=True)
@@ -201,7 +201,7 @@ def test_nfe_counts_the_samplers_score_evaluations_and_diagnostics_are_recorded(
     import types
 
     from bench_core import hookimpl
-    from bench_core.plugin_manager import build_registry
+    from bench_core.components.discovery import build_registry
     from bench_plugins.samplers.langevin import ULA
 
     class TalkativeULA(ULA):
@@ -314,7 +314,7 @@ def test_checkpoints_in_time_land_on_the_nearest_step_of_each_sampler(write_suit
 def test_all_finite_detects_every_non_finite_entry():
     import torch
 
-    from bench_core.runner import all_finite
+    from bench_core.cell.runner import all_finite
 
     x = torch.randn(1000, 50)
     assert all_finite(x)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench_core.sample_views import VIEW_N, load_views, sample_view, save_view
+from bench_core.cell.sample_views import VIEW_N, load_views, sample_view, save_view
 from bench_plugins.targets.gaussian import GaussianTarget
 
 

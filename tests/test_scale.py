@@ -6,7 +6,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from bench_core.session import run_suite
+from bench_core.pipeline import run_suite
 
 STEP_SIZES = ", ".join(f"{0.01 * (i + 1):.2f}" for i in range(20))
 TINY = f"""

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bench_core.protocols import MetricContext, TrainingData
+from bench_core.components.protocols import MetricContext, TrainingData
 from bench_plugins.metrics.score_error import ScoreError, time_blocks
 from bench_plugins.samplers.cld import CLD
 from bench_plugins.samplers.ddpm import DDPM

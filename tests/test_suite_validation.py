@@ -98,7 +98,7 @@ def test_unknown_executor_and_only(write_suite, capsys, tmp_path):
 
 
 def test_grid_expansion_and_diffusion_collapse(write_suite, toy_registry):
-    from bench_core.session import plan_suite
+    from bench_core.pipeline import plan_suite
 
     text = BASE_SUITE.replace("params = { step_size = 0.05, n_steps = 20 }",
                               "params = { n_steps = 20 }\ngrid = { step_size = [0.01, 0.02, 0.03] }")
@@ -114,7 +114,7 @@ EXCLUDE_SUITE = BASE_SUITE.replace("params = { dim = 3, mean = 1.0 }", "params =
 
 
 def test_exclude_drops_matching_cells_and_keeps_keys(write_suite, toy_registry):
-    from bench_core.session import plan_suite
+    from bench_core.pipeline import plan_suite
 
     full = plan_suite(write_suite(EXCLUDE_SUITE, "full.toml"), registry=toy_registry)
     text = EXCLUDE_SUITE + '\n[[exclude]]\nselect = { "target.mean" = 1.0, seed = 0 }\nwhy = "test"\n'
@@ -152,9 +152,9 @@ def test_check_refuses_samplers_that_cannot_run_before_anything_runs(write_suite
     import types
 
     from bench_core import hookimpl
-    from bench_core.errors import PluginError, SuiteError
-    from bench_core.plugin_manager import build_registry
-    from bench_core.session import plan_suite
+    from bench_core.base.errors import PluginError, SuiteError
+    from bench_core.components.discovery import build_registry
+    from bench_core.pipeline import plan_suite
     from toy_components import NoCallbackArgSampler
 
     class Annotated:

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from bench_core import cli
-from bench_core.session import run_suite
-from bench_core.terminal_tables import fit_table, wrap_text
+from bench_core.pipeline import run_suite
+from bench_core.report.terminal_tables import fit_table, wrap_text
 from conftest import BASE_SUITE
 
 

@@ -1,4 +1,4 @@
-"""bench_core.testing: built-in components pass every check; each broken toy fails with a
+"""bench_core.kit.checks: built-in components pass every check; each broken toy fails with a
 message naming its defect."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench_core.errors import PluginError
-from bench_core.protocols import TrainingData
-from bench_core.testing import (check_initializer, check_metric, check_plugin, check_sampler,
+from bench_core.base.errors import PluginError
+from bench_core.components.protocols import TrainingData
+from bench_core.kit import (check_initializer, check_metric, check_plugin, check_sampler,
                                 check_score, check_target, sampler_margins, sampler_targets)
 from bench_plugins.initializers.starts import StandardNormal
 from bench_plugins.metrics.moments import GaussianKL, MeanError
@@ -122,7 +122,7 @@ def test_builtin_scores_declare_rowwise_truthfully(target, data):
     confirms the declaration: rows scored in two parts equal one evaluation to rounding."""
     from torch import nn
 
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
     from bench_plugins.scores.learned.network import ModelScore
 
     registry = get_registry()
@@ -234,7 +234,7 @@ def test_check_plugin_fails_on_a_wrong_target_and_a_rejected_default():
     ("ddpm", {}), ("ddpm", {"discretization": "exponential"}), ("annealed_langevin", {}), ("cld", {}),
 ], ids=["ddpm", "ddpm_exponential", "annealed_langevin", "cld"])
 def test_builtin_diffusion_samplers_pass_at_their_defaults(name, params):
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
 
     check_sampler(get_registry().create("samplers", name, **params))
 
@@ -262,7 +262,7 @@ def _affine_bias(sampler, dim=4):
 def test_ddim_passes_with_its_own_bias():
     """DDIM's 100 deterministic steps shrink the variance by more than the default allowance: the test
     states its exact bias, as its author would."""
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
 
     ddim = get_registry().create("samplers", "ddim")
     bias = _affine_bias(ddim)
@@ -273,7 +273,7 @@ def test_ddim_passes_with_its_own_bias():
 
 
 def test_builtin_mixture_target_and_perturbed_scores_pass():
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
 
     registry = get_registry()
     gmm = registry.create("targets", "gmm", dim=3)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.stats import ncx2
 
-from bench_core.protocols import TrainingData
+from bench_core.components.protocols import TrainingData
 from bench_plugins.scores.noisy import NoisyScore
 from bench_plugins.scores.time_forms import first_crossing
 from bench_plugins.scores.traps.cone import ConeTrap

@@ -18,8 +18,8 @@ import torch
 from scipy.stats import beta as beta_dist
 from scipy.stats import binom, ncx2, norm
 
-from bench_core.errors import SkipMetric
-from bench_core.protocols import MetricContext, TrainingData
+from bench_core.base.errors import SkipMetric
+from bench_core.components.protocols import MetricContext, TrainingData
 from bench_plugins.metrics import score_error
 from bench_plugins.metrics import tv as tv_metrics
 from bench_plugins.metrics.score_error import LOG10_FLOOR, ScoreError
@@ -373,7 +373,7 @@ def test_benchmark_tv_classifier_5000_vs_5000_in_d50(benchmark):
 
 
 def test_tv_metrics_register_through_the_plugin_hook():
-    from bench_core.plugin_manager import BUILTIN_MODULES, build_registry
+    from bench_core.components.discovery import BUILTIN_MODULES, build_registry
 
     extra = [m for m in (tv_metrics, score_error) if m.__name__ not in BUILTIN_MODULES]
     registry = build_registry(extra=extra, entry_points=False)
@@ -386,7 +386,7 @@ def test_tv_metrics_register_through_the_plugin_hook():
 
 def test_witness_param_uses_another_estimates_region():
     """The exact score has no region; with witness = ball_trap the metric uses the trap's ball."""
-    from bench_core.protocols import MetricContext, TrainingData
+    from bench_core.components.protocols import MetricContext, TrainingData
     from bench_plugins.scores.traps.wells import BallTrap
     from bench_plugins.scores.exact import ExactScore
     from bench_plugins.targets.gaussian import GaussianTarget

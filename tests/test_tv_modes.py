@@ -18,8 +18,8 @@ import torch
 from scipy.integrate import quad
 from scipy.stats import binom, norm
 
-from bench_core.errors import SkipMetric
-from bench_core.protocols import MetricContext, TrainingData
+from bench_core.base.errors import SkipMetric
+from bench_core.components.protocols import MetricContext, TrainingData
 from bench_plugins.metrics import modes as mode_metrics
 from bench_plugins.metrics.modes import TVModes
 from bench_plugins.targets.gaussian import GaussianTarget
@@ -186,7 +186,7 @@ def test_bad_confidence_raises_value_error_naming_it(confidence):
 
 
 def test_tv_modes_registers_through_the_plugin_hook():
-    from bench_core.plugin_manager import BUILTIN_MODULES, build_registry
+    from bench_core.components.discovery import BUILTIN_MODULES, build_registry
 
     extra = [] if mode_metrics.__name__ in BUILTIN_MODULES else [mode_metrics]
     registry = build_registry(extra=extra, entry_points=False)
@@ -203,7 +203,7 @@ def test_diffusion_samplers_with_exact_scores_find_every_mode(name, params, one_
     sampler at its default settings. With n = 2000 the margin is 0.5 sqrt(2/n) + sqrt(log 20 / (2n)) = 0.043.
     The point estimate tv must also be <= 0.06: for a sampler with the exact mode weights E[tv] <= 0.5 sqrt(2/n)
     = 0.016 and McDiarmid puts the deviation above sqrt(log 1000 / (2n)) = 0.042 at probability <= 1e-3."""
-    from bench_core.plugin_manager import get_registry
+    from bench_core.components.discovery import get_registry
     from bench_plugins.scores.exact import ExactScore
 
     registry = get_registry()

@@ -1,7 +1,7 @@
 """The ``ray`` executor: cells as Ray tasks, on a local Ray or a cluster (optional extra ``bench[ray]``).
 
 Each task carries everything a worker needs (the suite's text, the device, the cell key; see
-:mod:`bench_core.execution`), so the nodes of a cluster need the same Python packages as the
+:mod:`bench_core.run.tasks`), so the nodes of a cluster need the same Python packages as the
 driver (bench and the plugins the suite uses) but neither the suite file nor the output folder.
 Trained networks travel through Ray's object store: each cache entry a cell loads is packed once
 by the driver and installed into a worker's own cache the first time that worker needs it, so it
@@ -17,8 +17,8 @@ import os
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from bench_core import hookimpl
-from bench_core.artifact_cache import install_entry, pack_entry
-from bench_core.errors import ComponentError
+from bench_core.base.artifact_cache import install_entry, pack_entry
+from bench_core.base.errors import ComponentError
 
 #: environment variables a worker must see as the driver does (cache of trained networks, plugin filter,
 #: the opt-in to model factories)

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_int, vector
-from bench_core.protocols import Target, TrainingData
+from bench_core.components.params import positive_int, vector
+from bench_core.components.protocols import Target, TrainingData
 
 
 def _fill(points: Tensor, n: int) -> Tensor:

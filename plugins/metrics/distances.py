@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric
-from bench_core.params import positive_float, tensor_size
-from bench_core.protocols import MetricContext
+from bench_core.base.errors import SkipMetric
+from bench_core.components.params import positive_float, tensor_size
+from bench_core.components.protocols import MetricContext
 
 from .float64_blocks import norms64
 

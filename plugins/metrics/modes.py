@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric
-from bench_core.params import open_interval_float
-from bench_core.protocols import MetricContext
+from bench_core.base.errors import SkipMetric
+from bench_core.components.params import open_interval_float
+from bench_core.components.protocols import MetricContext
 
 
 F64 = torch.float64

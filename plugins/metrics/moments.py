@@ -5,8 +5,8 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric
-from bench_core.protocols import MetricContext
+from bench_core.base.errors import SkipMetric
+from bench_core.components.protocols import MetricContext
 
 from .float64_blocks import mean64, scatter64
 

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric
-from bench_core.params import nonnegative_int, tensor_size
-from bench_core.protocols import MetricContext
+from bench_core.base.errors import SkipMetric
+from bench_core.components.params import nonnegative_int, tensor_size
+from bench_core.components.protocols import MetricContext
 
 from bench_plugins.samplers.cld import cld_transition
 from bench_plugins.scores.exact import ExactScore

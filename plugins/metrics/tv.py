@@ -21,10 +21,10 @@ from scipy.stats import beta as beta_dist
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric, did_you_mean
-from bench_core.params import open_interval_float, positive_float, positive_int, tensor_size
-from bench_core.plugin_manager import get_registry
-from bench_core.protocols import MetricContext
+from bench_core.base.errors import SkipMetric, did_you_mean
+from bench_core.components.params import open_interval_float, positive_float, positive_int, tensor_size
+from bench_core.components.discovery import get_registry
+from bench_core.components.protocols import MetricContext
 
 from .score_error import SAMPLE_CHUNK, draw_target, optional_method
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench_core import hookimpl
-from bench_core.results import RunResults
+from bench_core.results.run_results import RunResults
 
 
 class HTMLReport:
     """``report.html``: one self-contained page (claims, contrast heatmaps and scatter plots,
-    leaderboards, trajectories, cells not done); see :mod:`bench_core.html_report`."""
+    leaderboards, trajectories, cells not done); see :mod:`bench_core.report.html_report`."""
 
     def __call__(self, run: RunResults, out_dir: Path) -> list[Path]:
-        from bench_core.html_report import write_html  # matplotlib/seaborn load only when a report is written
+        from bench_core.report.html_report import write_html  # matplotlib/seaborn load only when a report is written
 
         return [write_html(run, Path(out_dir) / "report.html")]
 

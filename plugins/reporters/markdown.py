@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench_core import hookimpl
-from bench_core.atomic_files import write_text_atomic
-from bench_core.contrast import contrast_markdown
-from bench_core.leaderboard import leaderboard_markdown
-from bench_core.results import RunResults
+from bench_core.base.atomic_files import write_text_atomic
+from bench_core.findings.contrast import contrast_markdown
+from bench_core.findings.leaderboard import leaderboard_markdown
+from bench_core.results.run_results import RunResults
 
 
 class MarkdownLeaderboard:

@@ -41,9 +41,9 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.errors import SkipCell
-from bench_core.params import positive_float, tensor_size
-from bench_core.protocols import ScoreEstimate, StepCallback
+from bench_core.base.errors import SkipCell
+from bench_core.components.params import positive_float, tensor_size
+from bench_core.components.protocols import ScoreEstimate, StepCallback
 
 from .noise_blocks import BlockNoise, is_rowwise
 from .schedules import time_grid
@@ -232,7 +232,7 @@ class CLD:
                callback: Optional[StepCallback] = None) -> Tensor:
         """Run the reverse chain from ``(x0, v ~ N(0, I))``; return the x part ``[n, d]`` at ``t_min``.
 
-        ``score.velocity_score(x, v, t)`` is required (else :class:`~bench_core.errors.SkipCell`).
+        ``score.velocity_score(x, v, t)`` is required (else :class:`~bench_core.base.errors.SkipCell`).
         Noise order on ``generator``: v, then per step the x noise and the v noise (each like x).
         ``callback(k, t_k, x)`` sees the state after step k at forward time ``t_k``.
         """

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import choice, positive_float, tensor_size
-from bench_core.protocols import ScoreEstimate, StepCallback
+from bench_core.components.params import choice, positive_float, tensor_size
+from bench_core.components.protocols import ScoreEstimate, StepCallback
 
 from .noise_blocks import BlockNoise
 from .ou_diffusion import OUDiffusion, check_betas

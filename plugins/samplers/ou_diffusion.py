@@ -10,7 +10,7 @@ cloned, never redrawn or modified. The update rules are pure functions, explicit
 """
 from __future__ import annotations
 
-from bench_core.params import positive_float
+from bench_core.components.params import positive_float
 
 from .schedules import ou_coefficients
 

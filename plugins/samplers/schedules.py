@@ -16,7 +16,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from bench_core.params import nonnegative_float, positive_float, tensor_size
+from bench_core.components.params import nonnegative_float, positive_float, tensor_size
 
 Scalar = Union[float, Tensor]
 

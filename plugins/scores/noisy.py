@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import nonnegative_float, nonnegative_int, positive_float, tensor_size
-from bench_core.protocols import Target, TrainingData
+from bench_core.components.params import nonnegative_float, nonnegative_int, positive_float, tensor_size
+from bench_core.components.protocols import Target, TrainingData
 
 from .time_forms import TimeIndexed
 

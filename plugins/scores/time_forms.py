@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from bench_core.params import nonnegative_float, nonnegative_int, tensor_size
+from bench_core.components.params import nonnegative_float, nonnegative_int, tensor_size
 
 from .exact import ExactScore
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import tensor_size, vector
+from bench_core.components.params import tensor_size, vector
 
 
 class GaussianTarget:

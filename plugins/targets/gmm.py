@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_float, tensor_size, vector
+from bench_core.components.params import positive_float, tensor_size, vector
 
 F64 = torch.float64
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from bench_core.plugin_manager import get_registry
-from bench_core.protocols import MetricContext, TrainingData
-from bench_core.session import run_suite
+from bench_core.components.discovery import get_registry
+from bench_core.components.protocols import MetricContext, TrainingData
+from bench_core.pipeline import run_suite
 from bench_plugins.samplers.langevin import ULA
 from bench_plugins.scores.exact import ExactScore
 from bench_plugins.targets.gaussian import GaussianTarget

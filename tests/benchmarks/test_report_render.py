@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from bench_core.html_report import render_html
-from bench_core.results import load_results
-from bench_core.session import run_suite
+from bench_core.report.html_report import render_html
+from bench_core.results.run_results import load_results
+from bench_core.pipeline import run_suite
 
 from bench_helpers import record
 

@@ -1,4 +1,4 @@
-"""Deliberately broken (and a few good) toy components for tests of bench_core.testing.
+"""Deliberately broken (and a few good) toy components for tests of bench_core.kit.checks.
 
 Each broken component has exactly one defect, named in its docstring.
 """
@@ -10,7 +10,7 @@ import types
 import torch
 
 from bench_core import hookimpl
-from bench_core.errors import SkipMetric
+from bench_core.base.errors import SkipMetric
 from bench_plugins.samplers.langevin import ULA
 from bench_plugins.targets.gaussian import GaussianTarget
 

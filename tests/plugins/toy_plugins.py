@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from bench_core import hookimpl
-from bench_core.errors import SkipCell
+from bench_core.base.errors import SkipCell
 
 
 class Exploding:

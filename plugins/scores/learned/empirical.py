@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_float, positive_int
-from bench_core.protocols import Target, TrainingData
+from bench_core.components.params import positive_float, positive_int
+from bench_core.components.protocols import Target, TrainingData
 
 from bench_plugins.samplers.schedules import REFERENCE_LEVELS, level_times
 

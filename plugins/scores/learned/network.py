@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from bench_core import hookimpl
-from bench_core.params import choice, nonnegative_float
-from bench_core.protocols import Target, TrainingData
-from bench_core.suite_paths import resolve_suite_path
+from bench_core.components.params import choice, nonnegative_float
+from bench_core.components.protocols import Target, TrainingData
+from bench_core.suite.paths import resolve_suite_path
 
 from bench_plugins.samplers.schedules import level_times, nearest_level
 

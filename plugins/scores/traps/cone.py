@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import open_interval_float, positive_float, vector
-from bench_core.protocols import Target, TrainingData
+from bench_core.components.params import open_interval_float, positive_float, vector
+from bench_core.components.protocols import Target, TrainingData
 
 from bench_plugins.scores.time_forms import TimeIndexed
 

@@ -25,8 +25,8 @@ from scipy.special import logsumexp
 from torch import Tensor
 
 from bench_core import hookimpl
-from bench_core.params import positive_float, vector
-from bench_core.protocols import Target, TrainingData
+from bench_core.components.params import positive_float, vector
+from bench_core.components.protocols import Target, TrainingData
 
 from bench_plugins.scores.time_forms import TimeIndexed
 

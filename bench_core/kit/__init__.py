@@ -1,0 +1,12 @@
+"""For plugin authors: conformance checks, the pytest plugin, the scaffold.
+
+Imports base and components (and builds on the built-in plugins). In a plugin's tests::
+
+    from bench_core.kit import check_plugin, check_sampler
+"""
+from bench_core.kit.checks import (check_initializer, check_metric, check_plugin, check_sampler, check_score,
+                                   check_target, gaussian_problem, plugin_registry, sampler_margins,
+                                   sampler_targets, tiny_suite)
+
+__all__ = ["check_target", "check_score", "check_initializer", "check_sampler", "check_metric", "check_plugin",
+           "plugin_registry", "sampler_margins", "sampler_targets", "gaussian_problem", "tiny_suite"]

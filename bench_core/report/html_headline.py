@@ -1,0 +1,63 @@
+"""The first screen of ``report.html``: the fragility curve, the sentence stating the contrast, the claims.
+
+The curve and the sentence come from :mod:`bench_core.findings.fragility`; the claims summary says how many
+hold, shows the failures expanded and collapses the passes under one line.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bench_core.report import figures
+from bench_core.findings.fragility import fragility_points, fragility_summary
+from bench_core.report.html_parts import escape as _e, table as _table
+from bench_core.results.run_results import RunResults
+
+
+def _claim_rows(claims: list[dict[str, Any]]) -> str:
+    rows = []
+    for c in claims:
+        verdict, why, line = "PASS" if c.get("holds") else "FAIL", c.get("why") or "", c.get("line", "")
+        # the line repeats the verdict in front and the why at the end: both have their own column
+        line = line.removeprefix(f"{verdict} ").removesuffix(f"  [{why}]" if why else "")
+        rows.append(f'<tr class="{verdict.lower()}"><td class="verdict">{verdict}</td>'
+                    f"<td><code>{_e(line)}</code></td><td>{_e(why)}</td></tr>")
+    return (f'<div class="scroll"><table><tr><th>result</th><th>claim</th><th>why</th></tr>'
+            f"{''.join(rows)}</table></div>")
+
+
+def _claims(info: dict[str, Any]) -> str:
+    """n of m hold; the failures first, expanded; the passes collapsed under one line."""
+    claims = info.get("claims") or []
+    if not claims:
+        return '<p class="note">This suite states no claims.</p>'
+    failing = [c for c in claims if not c.get("holds")]
+    passing = [c for c in claims if c.get("holds")]
+    verdict = "fail" if failing else "pass"
+    parts = [f'<p class="claims-count {verdict}"><b>{len(passing)} of {len(claims)} claims hold.</b></p>']
+    if failing:
+        parts.append(_claim_rows(failing))
+    if passing:
+        parts.append(f"<details><summary>{len(passing)} claim{'s' if len(passing) > 1 else ''} {'hold' if len(passing) > 1 else 'holds'} "
+                     f"(show)</summary>{_claim_rows(passing)}</details>")
+    return "".join(parts)
+
+
+def headline_section(run: RunResults) -> str:
+    """The first screen: the fragility curve, the sentence stating the contrast, the claims summary."""
+    points = fragility_points(run)
+    parts = []
+    if not points.empty:
+        caption = ("Certified TV lower bound against log10 ε₀² (the t = 0 score error Langevin sees), one panel "
+                   "per trap family; Langevin samplers warm and solid, diffusion samplers cool and dashed; bars: 95% "
+                   "intervals over seeds; hollow markers: closed-form upper bound on ε₀² (Monte Carlo gave 0).")
+        parts.append(f'<figure id="headline-figure" class="headline"><img src="data:image/png;base64,'
+                     f'{figures.fragility_curve(points)}" alt="fragility curve: TV against the score error">'
+                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+        parts += [f'<p class="lead">{_e(sentence)}</p>' for sentence in fragility_summary(points)]
+        labels = points[["line", "full_line"]].drop_duplicates()
+        labels = labels[labels["line"] != labels["full_line"]]
+        if not labels.empty:  # the legend's short labels, spelled out
+            parts.append("<details><summary>full labels of the lines</summary>"
+                         f"{_table(labels.rename(columns={'line': 'short label', 'full_line': 'full label'}))}</details>")
+    parts.append(_claims(run.info))
+    return "".join(parts)

@@ -1,0 +1,105 @@
+"""Tidy results: ``results.csv`` / ``trajectory.csv`` (DESIGN section 7) and their loading.
+
+A done cell has one row per metric (a metric that did not apply has status ``skipped``);
+a cell that is not done keeps one row with metric ``error`` and the reason.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench_core.base.atomic_files import write_atomic
+from bench_core.base.errors import ResultsError
+from bench_core.plan.cells import Plan
+from bench_core.cell.sample_views import load_views
+from bench_core.base.stats import ci95_halfwidth
+from bench_core.store.sqlite_store import Store
+
+ID_COLUMNS = ["cell", "target", "score", "initializer", "sampler", "seed", "target_params", "score_params",
+              "initializer_params", "sampler_params"]
+RESULT_COLUMNS = ID_COLUMNS + ["status", "metric", "value", "wall_s", "reason"]
+TRAJECTORY_COLUMNS = ID_COLUMNS + ["status", "metric", "value", "wall_s", "reason", "step", "t"]
+CONFIG_COLUMNS = [c for c in ID_COLUMNS if c not in ("cell", "seed")]
+
+
+@dataclass
+class RunResults:
+    """The tables of one results folder and what the run said about itself (run.json)."""
+
+    results: pd.DataFrame
+    trajectory: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+    views: dict[str, dict] = field(default_factory=dict)  # cell key -> sample view (bench_core.cell.sample_views)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """:func:`summarize` of ``results``, computed once for every table and reporter."""
+        return summarize(self.results)
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (configuration, metric): n seeds, mean, std, ci95 half-width."""
+    done = results[(results["status"] == "done") & (results["metric"] != "error")]
+    if done.empty:
+        return pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "n", "mean", "std", "ci95"])
+    grouped = done.groupby(CONFIG_COLUMNS + ["metric"], sort=False)["value"]
+    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
+    out["ci95"] = grouped.apply(lambda v: ci95_halfwidth(v.to_numpy())).to_numpy()
+    return out
+
+
+def tidy_tables(store: Store, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The plan's cells from the store, in plan order, as (results, trajectory)."""
+    order = {c.key: c.order for c in plan.cells}
+    cells, metrics = store.frames(order)
+    cells = cells.assign(_order=cells["key"].map(order)).sort_values("_order")
+    metrics = metrics.rename(columns={"status": "m_status", "reason": "m_reason"})
+    merged = cells.merge(metrics, on="key", how="left")
+    final = merged[merged["step"].isna()]
+    done = final[final["status"] == "done"].copy()
+    done["status"] = done["m_status"]
+    done["reason"] = done["m_reason"].fillna("")
+    errors = cells[cells["status"] != "done"].assign(metric="error", value=math.nan, _row=-1)
+    results = pd.concat([done, errors], ignore_index=True).sort_values(["_order", "_row"], kind="stable")
+    trajectory = merged[merged["step"].notna()].copy()
+    trajectory["status"] = trajectory["m_status"]
+    trajectory["reason"] = trajectory["m_reason"].fillna("")
+    trajectory["step"] = trajectory["step"].astype(int)
+    trajectory = trajectory.sort_values(["_order", "step", "_row"], kind="stable")
+    return (results[RESULT_COLUMNS].reset_index(drop=True),
+            trajectory[TRAJECTORY_COLUMNS].reset_index(drop=True))
+
+
+def write_tables(out_dir: Path, results: pd.DataFrame, trajectory: pd.DataFrame) -> list[Path]:
+    """Write results.csv (always) and trajectory.csv (when there are checkpoint rows)."""
+    paths = [out_dir / "results.csv"]
+    write_atomic(paths[0], lambda tmp: results.to_csv(tmp, index=False, float_format="%.10g"))
+    if not trajectory.empty:
+        paths.append(out_dir / "trajectory.csv")
+        write_atomic(paths[1], lambda tmp: trajectory.to_csv(tmp, index=False, float_format="%.10g"))
+    return paths
+
+
+def load_results(out_dir: str | Path) -> RunResults:
+    """Read a results folder written by ``bench run``."""
+    out_dir = Path(out_dir)
+    csv = out_dir / "results.csv"
+    if not csv.exists():
+        raise ResultsError(f"no results.csv in '{out_dir}'; run `bench run SUITE --out {out_dir}` first")
+    keep = {c: str for c in ID_COLUMNS if c.endswith("params")}
+    results = pd.read_csv(csv, dtype={**keep, "cell": str, "reason": str}, keep_default_na=False,
+                          na_values={"value": ["", "nan", "NaN"], "wall_s": [""]})
+    results["value"] = pd.to_numeric(results["value"], errors="coerce")
+    traj_path = out_dir / "trajectory.csv"
+    trajectory = (pd.read_csv(traj_path, dtype={**keep, "cell": str, "reason": str}, keep_default_na=False,
+                              na_values={"value": ["", "nan", "NaN"]}) if traj_path.exists()
+                  else pd.DataFrame(columns=TRAJECTORY_COLUMNS))
+    info_path = out_dir / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    return RunResults(results, trajectory, info, load_views(out_dir, set(results["cell"].astype(str))))
