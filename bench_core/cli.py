@@ -1,4 +1,4 @@
-"""The ``bench`` command line (DESIGN section 8). Input errors: one line, exit status 2."""
+"""The ``bench`` command line. Input errors: one line, exit status 2."""
 from __future__ import annotations
 
 import argparse

@@ -20,17 +20,18 @@ from bench_core.components.discovery import get_registry
 from bench_core.run.progress import Progress
 from bench_core.run.provenance import collect as collect_provenance
 from bench_core.components.registry import Registry
-from bench_core.results.run_results import RunResults, tidy_tables, write_tables
+from bench_core.results.run_results import RunResults, status_counts, tidy_tables, write_tables
 from bench_core.cell.sample_views import load_views, save_view
-from bench_core.cell.runner import CellResult
+from bench_core.cell.runner import CellResult, CellRunner
 from bench_core.store.sqlite_store import Store
-from bench_core.suite.schema import parse_suite
-from bench_core.run.training import train_networks
+from bench_core.suite.schema import freeze, parse_suite
+from bench_core.run.training import record_networks, train_networks
 
 
 @dataclass
 class RunSummary:
-    """What a run did; ``exit_code`` follows DESIGN section 7."""
+    """What a run did; ``exit_code``: 0 all done and every claim holds, 1 a cell or metric failed or diverged
+    or a claim fails, 130 interrupted (docs/architecture.md, Result files)."""
 
     out_dir: Path
     n_cells: int
@@ -71,10 +72,11 @@ def parse_only(expr: str) -> list[tuple[str, list[Any]]]:
 
 
 def filter_cells(cells: list[Cell], only: Optional[str]) -> list[Cell]:
+    """The cells ``--only`` selects: each key's alternatives are one select entry (any of them)."""
     if not only:
         return cells
-    conditions = parse_only(only)
-    return [c for c in cells if all(any(select_matches(c, [(k, v)]) for v in alts) for k, alts in conditions)]
+    select = [(key, tuple(freeze(v) for v in alternatives)) for key, alternatives in parse_only(only)]
+    return [c for c in cells if select_matches(c, select)]
 
 
 def plan_suite(suite_path: str | Path, *, device: Optional[str] = None,
@@ -83,7 +85,10 @@ def plan_suite(suite_path: str | Path, *, device: Optional[str] = None,
     return build_plan(parse_suite(suite_path), registry or get_registry(), device=device, allow_large=allow_large)
 
 
-def _info(plan: Plan, outcomes: list[ClaimOutcome], provenance: Optional[dict] = None) -> dict[str, Any]:
+def _info(plan: Plan, outcomes: list[ClaimOutcome], provenance: Optional[dict] = None,
+          networks: Optional[list[dict]] = None) -> dict[str, Any]:
+    """run.json (described in the README's results-files list); ``networks``: see
+    :func:`bench_core.run.training.record_networks`."""
     s = plan.suite
     return {"sampler_families": {spec.name: family for spec, family in plan.families.items()},
             "provenance": provenance or {}, "suite": s.name, "description": s.description, "suite_path": str(s.path),
@@ -92,15 +97,19 @@ def _info(plan: Plan, outcomes: list[ClaimOutcome], provenance: Optional[dict] =
             "higher_is_better": plan.higher_is_better, "seeds": s.seeds, "n_samples": s.n_samples,
             "device": plan.device, "dtype": s.dtype, "checkpoints": s.checkpoints, "checkpoints_t": s.checkpoints_t,
             "written_at": datetime.datetime.now().isoformat(timespec="seconds"),
-            "claims": [o.to_json() for o in outcomes]}
+            "claims": [o.to_json() for o in outcomes], "networks": networks or []}
 
 
-def export(plan: Plan, store: Store, out_dir: Path, provenance: Optional[dict] = None) -> RunResults:
-    """Write results.csv, trajectory.csv, run.json and every reporter's files."""
+def export(plan: Plan, store: Store, out_dir: Path, provenance: Optional[dict] = None,
+           runner: Optional[CellRunner] = None) -> RunResults:
+    """Write results.csv, trajectory.csv, run.json (with the trained networks the stored cells use,
+    their loss curves copied under ``networks/``) and every reporter's files."""
     results, trajectory = tidy_tables(store, plan)
     outcomes = evaluate_claims(plan.suite.claims, results, trajectory)
-    run = RunResults(results, trajectory, _info(plan, outcomes, provenance),
-                     load_views(out_dir, set(results["cell"])))
+    stored = set(results["cell"])
+    networks = record_networks(runner or CellRunner(plan), [c for c in plan.cells if c.id in stored], out_dir)
+    run = RunResults(results, trajectory, _info(plan, outcomes, provenance, networks),
+                     load_views(out_dir, stored), folder=out_dir)
     write_tables(out_dir, results, trajectory)
     write_text_atomic(out_dir / "run.json", json.dumps(run.info, indent=2, default=str))
     for component in plan.registry.components("reporters"):
@@ -135,7 +144,6 @@ def _run_cells(plan: Plan, pool: Any, cells: list[Cell], out_dir: Path, *, execu
                rerun: bool, progress: Optional[Progress], started: float) -> RunSummary:
     """Train what the cells need, run the cells not yet finished, store each result, export."""
     with run_lock(out_dir), Store(out_dir / "results.sqlite") as store:
-        store.set_meta("suite", plan.suite.name)
         finished = set() if rerun else store.finished_keys()
         todo = [c for c in cells if c.key not in finished]
         runner = execution.prime(plan)
@@ -176,10 +184,8 @@ def _run_cells(plan: Plan, pool: Any, cells: list[Cell], out_dir: Path, *, execu
             execution.progress = None
             progress.close()
         run = export(plan, store, out_dir, collect_provenance(executor=executor, workers=workers,
-                                                             elapsed_s=time.perf_counter() - started))
-    errors = run.results[run.results["metric"] == "error"]
-    statuses = errors["status"].value_counts().to_dict()
-    statuses["done"] = run.results["cell"].nunique() - len(errors)
+                                                             elapsed_s=time.perf_counter() - started), runner)
+    statuses = status_counts(run.results)
     metric_failed = int(((run.results["status"] == "failed") & (run.results["metric"] != "error")).sum())
     if metric_failed:
         statuses["metric_failed"] = metric_failed

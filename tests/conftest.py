@@ -13,6 +13,8 @@ import torch
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "plugins"))
 
+from helpers import EXACT_AND_BALL_TRAP, plugins_env  # noqa: E402 (tests/ is on sys.path)
+
 BASE_SUITE = """
 [suite]
 name = "t"
@@ -48,13 +50,7 @@ n_samples = 300
 name = "gaussian"
 params = { mean = 3.0 }
 grid = { dim = [4, 8, 16] }
-
-[[scores]]
-name = "exact"
-
-[[scores]]
-name = "ball_trap"
-
+""" + EXACT_AND_BALL_TRAP + """
 [[samplers]]
 name = "ula"
 params = { step_size = 0.0025, n_steps = 200 }
@@ -123,12 +119,18 @@ def toy_registry():
 @pytest.fixture
 def float64():
     """Targets pick their sample dtype from torch's default dtype: use float64, then restore."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    from bench_core.base.torch_defaults import default_dtype
+
+    with default_dtype(torch.float64):
         yield
-    finally:
-        torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def toy_plugins_in_workers(monkeypatch):
+    """Worker processes (process executor, a local Ray) inherit this environment: they load the toy
+    plugins of tests/plugins, as the registry of this process does (``toy_registry``)."""
+    monkeypatch.setenv("BENCH_PLUGIN_MODULES", "toy_plugins")
+    monkeypatch.setenv("PYTHONPATH", plugins_env()["PYTHONPATH"])
 
 
 @pytest.fixture

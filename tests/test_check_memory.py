@@ -7,16 +7,13 @@ in well under that): it must answer exit 2 with one line, quickly, and never be 
 """
 from __future__ import annotations
 
-import os
 import resource
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).parent
+from helpers import plugins_env, run_cli
+
 CAP = 2 << 30
 
 SUITE = """[suite]
@@ -68,11 +65,9 @@ def test_check_refuses_sizes_the_machine_cannot_hold_without_allocating_them(tmp
     (target, dim, n_samples, score, score_params), expected = CASES[case]
     path = tmp_path / "huge.toml"
     path.write_text(SUITE.format(target=target, dim=dim, n_samples=n_samples, score=score, score_params=score_params))
-    env = {**os.environ, "BENCH_PLUGIN_MODULES": "toy_plugins",
-           "PYTHONPATH": os.pathsep.join([str(TESTS / "plugins"), os.environ.get("PYTHONPATH", "")])}
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "bench_core.cli", "check", str(path)], capture_output=True,
-                          text=True, env=env, preexec_fn=_cap_memory, timeout=300)
+    done = run_cli("check", path, env=plugins_env(BENCH_PLUGIN_MODULES="toy_plugins"), preexec_fn=_cap_memory,
+                   timeout=300)
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 2, (done.returncode, lines[-5:])  # not -9 (killed), not a traceback (1)
     assert len(lines) == 1 and "Traceback" not in lines[0], lines

@@ -23,6 +23,7 @@ from bench_plugins.scores.learned.ddpm_mlp import DDPMMLPScore
 from bench_plugins.scores.learned.ddpm_training import snapshot_name
 from bench_plugins.scores.learned.network import make_network_score
 from bench_plugins.targets.gaussian import GaussianTarget
+from helpers import run_cli
 
 REPO = Path(__file__).parents[1]
 
@@ -197,7 +198,7 @@ params = { n_steps = 100 }
 
 [[metrics]]
 name = "score_error"
-params = { n_bar = 200 }
+params = { n_mc_bar = 200 }
 """
 
 
@@ -206,8 +207,7 @@ def test_process_executor_trains_once_and_a_rerun_loads_and_reproduces(write_sui
     env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
 
     def bench(out: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bench_core.cli", "run", str(path), "--out", str(tmp_path / out),
-                               "--executor", "process", "--workers", "2"], capture_output=True, text=True, env=env)
+        return run_cli("run", path, "--out", tmp_path / out, "--executor", "process", "--workers", "2", env=env)
 
     first = bench("one")
     assert first.returncode == 0, first.stderr
@@ -264,8 +264,7 @@ def test_an_unwritable_cache_is_one_clean_line_before_anything_runs(write_suite,
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     path = write_suite(ONCE_SUITE)
-    result = subprocess.run([sys.executable, "-m", "bench_core.cli", "run", str(path), "--out", str(tmp_path / "o"),
-                             "--cache", str(blocker / "cache")], capture_output=True, text=True)
+    result = run_cli("run", path, "--out", tmp_path / "o", "--cache", blocker / "cache")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write the network cache" in lines[0] and "--cache DIR" in lines[0]

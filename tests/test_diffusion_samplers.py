@@ -189,20 +189,20 @@ def test_ddim_every_step_by_hand(eta):
 
 
 def test_annealed_langevin_every_step_by_hand():
-    T, t_min, L, M, eps = 2.0, 0.05, 4, 3, 0.01
-    sampler = AnnealedLangevin(T=T, t_min=t_min, n_levels=L, steps_per_level=M, eps=eps)
+    T, t_min, L, M, h = 2.0, 0.05, 4, 3, 0.01
+    sampler = AnnealedLangevin(T=T, t_min=t_min, n_levels=L, steps_per_level=M, step_size=h)
     states, times, queries, hand, generator = run_2d(sampler)
     levels = [T * (t_min / T) ** (i / (L - 1)) for i in range(L)]
     j = 0
     for t in levels:
-        a = eps * (1 - math.exp(-2 * t)) / (1 - math.exp(-2 * t_min))
+        a = h * (1 - math.exp(-2 * t)) / (1 - math.exp(-2 * t_min))
         for _ in range(M):
             x = states[j]
             z = torch.randn(5, 2, generator=hand, dtype=torch.float64)
             close(states[j + 1], x + a * exact(x, t) + math.sqrt(2 * a) * z)
             assert times[j] == pytest.approx(t, rel=1e-13)
             j += 1
-    assert j == L * M == len(states) - 1 and times[-1] == t_min
+    assert j == L * M == sampler.n_steps == len(states) - 1 and times[-1] == t_min
     # each level listed once; its h runs down to the next level, the last down to 0: sum = T
     check_score_times(sampler, queries, final_time=0.0, repeats=M)
 
@@ -248,19 +248,50 @@ def test_default_score_times_cover_the_horizon():
     (DDPM, {"beta_max": 1.5}, "beta_max"),
     (DDPM, {"discretization": "exponential", "grid": "log"}, "grid"),
     (DDPM, {"discretization": "exponential", "t_min": 20.0}, "t_min"),
-    (DDPM, {"T": -1.0}, "T"),
+    (DDPM, {"discretization": "exponential", "T": -1.0}, "T"),
     (DDIM, {"n_steps": 1001}, "n_steps"),
     (DDIM, {"eta": 1.5}, "eta"),
     (DDIM, {"eta": -0.1}, "eta"),
     (AnnealedLangevin, {"n_levels": 1}, "n_levels"),
     (AnnealedLangevin, {"steps_per_level": 0}, "steps_per_level"),
-    (AnnealedLangevin, {"eps": 0.01}, "eps"),  # eps / sigma_L^2 = 5: unstable
+    (AnnealedLangevin, {"step_size": 0.01}, "step_size"),  # step_size / sigma_L^2 = 5: unstable
     (AnnealedLangevin, {"t_min": 0.0}, "t_min"),
     (AnnealedLangevin, {"T": "5"}, "T"),
 ])
 def test_invalid_parameters_name_the_parameter(factory, kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}'"):
         factory(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name, uses", [
+    ({"T": 5.0}, "T", "n_steps, beta_min, beta_max"),
+    ({"discretization": "ancestral", "t_min": 1e-3}, "t_min", "n_steps, beta_min, beta_max"),
+    ({"grid": "uniform"}, "grid", "n_steps, beta_min, beta_max"),
+    ({"discretization": "exponential", "beta_max": 0.02}, "beta_max", "n_steps, T, t_min, grid"),
+])
+def test_ddpm_refuses_a_param_its_discretization_ignores(kwargs, name, uses):
+    with pytest.raises(ValueError) as info:
+        DDPM(**kwargs)
+    message = str(info.value)
+    assert message.startswith(f"parameter '{name}' is not used when discretization = ")
+    assert f"uses {uses})" in message
+
+
+def test_ddpm_defaults_of_each_discretization_are_unchanged():
+    ancestral, exponential = DDPM(), DDPM(discretization="exponential")
+    assert (ancestral.beta_min, ancestral.beta_max) == (1e-4, 0.02)
+    assert torch.equal(ancestral.alpha_bars, linear_beta_alpha_bars(1000, 1e-4, 0.02))
+    assert (exponential.T, exponential.t_min, exponential.grid) == (10.0, 1e-3, "geometric")
+    assert torch.equal(exponential.times, time_grid(10.0, 1e-3, 1000, "geometric"))
+
+
+def test_every_diffusion_sampler_has_n_steps_the_callback_counts():
+    for sampler in (DDPM(n_steps=30), DDPM(discretization="exponential", n_steps=7), DDIM(n_steps=9),
+                    AnnealedLangevin(n_levels=4, steps_per_level=3)):
+        steps = []
+        sampler.sample(GaussianTarget(2).score, torch.zeros(3, 2), generator=torch.Generator().manual_seed(0),
+                       callback=lambda k, t, x: steps.append(k))
+        assert steps == list(range(1, sampler.n_steps + 1))
 
 
 def test_schedule_validation_names_the_parameter():
@@ -398,8 +429,8 @@ def test_order_of_convergence_of_each_discretization(s, capsys):
     ref = law_of(DDIM(n_steps=1000), m, s)
     results["ddim eta=0"] = (ddim_ns, [w2_law(law_of(DDIM(n_steps=n), m, s), ref) for n in ddim_ns])
     factors = [1, 2, 4, 8, 16]
-    ref = law_of(AnnealedLangevin(eps=2e-3 / 1024, steps_per_level=10 * 1024), m, s)
-    refined = [AnnealedLangevin(eps=2e-3 / f, steps_per_level=10 * f) for f in factors]
+    ref = law_of(AnnealedLangevin(step_size=2e-3 / 1024, steps_per_level=10 * 1024), m, s)
+    refined = [AnnealedLangevin(step_size=2e-3 / f, steps_per_level=10 * f) for f in factors]
     results["annealed_langevin eps/f"] = (factors, [w2_law(law_of(sampler, m, s), ref) for sampler in refined])
     with capsys.disabled():
         print(f"\norder of convergence in W2 per coordinate, target N(3, {s}^2):")
@@ -492,6 +523,6 @@ def test_annealed_langevin_error_is_the_annealing_lag():
     kls = [kl_law(*law_of(AnnealedLangevin(n_levels=L), 3.0, 1.0), 3.0, 1.0, 50) for L in (25, 50, 100, 200, 400)]
     assert all(a > b for a, b in zip(kls, kls[1:]))
     assert kls[2] == pytest.approx(0.0063, abs=1e-4) and kls[0] > 10 * kls[2] > 10 * 5 * kls[4]
-    # smaller steps at the same levels make it worse (less Langevin time per level): eps = 1e-3, 5e-4
-    assert [round(kl_law(*law_of(AnnealedLangevin(eps=e), 3.0, 1.0), 3.0, 1.0, 50), 3) for e in (1e-3, 5e-4)] \
+    # smaller steps at the same levels make it worse (less Langevin time per level): step_size = 1e-3, 5e-4
+    assert [round(kl_law(*law_of(AnnealedLangevin(step_size=h), 3.0, 1.0), 3.0, 1.0, 50), 3) for h in (1e-3, 5e-4)] \
         == [0.020, 0.074]

@@ -67,7 +67,7 @@ def test_sinkhorn_metric_shift_gives_half_the_squared_shift():
     x = target.sample(n, gen) + e1(d, 2.0)
     ref = target.sample(5000, gen)
     metric = Sinkhorn()
-    assert (metric.p, metric.blur, metric.n) == (2, 0.01, 500) and metric.higher_is_better is False
+    assert (metric.p, metric.blur, metric.n_mc) == (2, 0.01, 500) and metric.higher_is_better is False
     out = metric(x, make_ctx(target, ref, 0))
     print(f"sinkhorn shift: {out}")
     assert 0.0 < out["null"] < 0.2 and math.isfinite(out["null"])
@@ -82,7 +82,7 @@ def test_sinkhorn_metric_identical_distributions_value_is_like_null():
     we check < 0.25. The reference has fewer than 2n rows, so it is topped up with target draws."""
     d, n, reps = 2, 200, 8
     target = GaussianTarget(d)
-    metric = Sinkhorn(n=n)
+    metric = Sinkhorn(n_mc=n)
     gen = torch.Generator().manual_seed(2)
     above, values, nulls = 0, [], []
     for rep in range(reps):
@@ -101,8 +101,8 @@ def test_sinkhorn_is_deterministic_and_handles_few_samples():
     target = GaussianTarget(2)
     gen = torch.Generator().manual_seed(3)
     x, ref = target.sample(60, gen), target.sample(100, gen)
-    a = Sinkhorn(n=500)(x, make_ctx(target, ref, 4))
-    assert a == Sinkhorn(n=500)(x, make_ctx(target, ref, 4))  # m = min(n, 60) = 60, 120 ref rows
+    a = Sinkhorn(n_mc=500)(x, make_ctx(target, ref, 4))
+    assert a == Sinkhorn(n_mc=500)(x, make_ctx(target, ref, 4))  # m = min(n_mc, 60) = 60, 120 ref rows
     with pytest.raises(SkipMetric):
         Sinkhorn()(torch.full((10, 2), float("nan")), make_ctx(target, ref, 4))
 
@@ -132,7 +132,7 @@ def test_energy_metric_expectation_in_one_dimension():
     exy = s * math.sqrt(2 / math.pi) * math.exp(-delta**2 / (2 * s**2)) + delta * (1 - 2 * norm.cdf(-delta / s))
     expected = exy - (1 - 1 / n) * 2 / math.sqrt(math.pi)
     gen = torch.Generator().manual_seed(5)
-    metric = Energy(n=n)
+    metric = Energy(n_mc=n)
     values, nulls = [], []
     for rep in range(reps):
         x, ref = target.sample(n, gen) + delta, target.sample(2 * n, gen)
@@ -148,7 +148,7 @@ def test_energy_metric_expectation_in_one_dimension():
     null_expected = 2 / (n * math.sqrt(math.pi))
     assert all(0 < v < 1 for v in nulls)
     assert abs(np.mean(nulls) - null_expected) < 5 * np.std(nulls, ddof=1) / math.sqrt(reps) + 1e-4
-    assert Energy.higher_is_better is False and metric.n == n
+    assert Energy.higher_is_better is False and metric.n_mc == n
 
 
 # ---------------------------------------------------------------- radius
@@ -232,8 +232,8 @@ def test_nearest_train_skips_without_training_points():
 # ---------------------------------------------------------------- params and registration
 
 @pytest.mark.parametrize("factory, kwargs, name", [
-    (Sinkhorn, {"p": 3}, "'p'"), (Sinkhorn, {"blur": 0}, "blur"), (Sinkhorn, {"n": 0}, "'n'"),
-    (Sinkhorn, {"scaling": 1.0}, "scaling"), (Energy, {"n": -5}, "'n'")])
+    (Sinkhorn, {"p": 3}, "'p'"), (Sinkhorn, {"blur": 0}, "blur"), (Sinkhorn, {"n_mc": 0}, "'n_mc'"),
+    (Sinkhorn, {"scaling": 1.0}, "scaling"), (Energy, {"n_mc": -5}, "'n_mc'")])
 def test_bad_params_raise_value_error_naming_them(factory, kwargs, name):
     with pytest.raises(ValueError, match=name):
         factory(**kwargs)

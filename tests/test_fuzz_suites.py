@@ -15,7 +15,7 @@ message, within 5 s of CPU time. Four generators:
   an unknown key. Each file takes milliseconds, so the single-edit space is walked in full rather
   than sampled: every key meets every kind of value on every run, which random draws would not
   promise, and a failure names its edit without shrinking.
-- **Every param of every built-in component (1377 suites):** 16 of those values, and removal, for
+- **Every param of every built-in component (1411 suites):** 16 of those values, and removal, for
   each param of each target, score, initializer, sampler and metric, so each factory's checks are
   met (the base suite reaches only its own components' params).
 - **Combined edits, with Hypothesis (600 examples).** Two or three edits in a row (a later edit
@@ -41,7 +41,6 @@ import math
 import random
 import re
 import subprocess
-import sys
 import time
 import tomllib
 from collections import Counter
@@ -58,6 +57,7 @@ from bench_core.base.errors import BenchError
 from bench_core.components.discovery import get_registry
 from bench_core.pipeline import plan_suite
 from bench_core.suite.schema import CLAIM_KEYS, DATA_KEYS, EXCLUDE_KEYS, SUITE_KEYS, TOP_LEVEL
+from helpers import cli_command
 
 SECONDS = 5.0  # the CPU time `bench check` may spend on any generated file
 # wall-clock: CI machines are shared, and another job's load must not fail this test; a check that
@@ -315,30 +315,33 @@ COMPONENTS: dict[str, list[dict[str, Any]]] = {
     "scores": [{"name": "ball_trap", "params": {"radius": 1.0, "center": 0.0, "schedule": "admissible",
                                                 "budget": 0.001}},
                {"name": "cone_trap", "params": {"half_angle": 0.3, "axis": [1.0, 0.0, 0.0], "drift": 1.0,
-                                                "schedule": "naive", "budget": 0.001, "n_mc": 256}},
+                                                "schedule": "admissible", "budget": 0.001, "n_mc": 256}},
                {"name": "memorized", "params": {"lam": 32.0, "radius": 0.25, "schedule": "admissible",
                                                 "budget": 0.001}},
                {"name": "noisy", "params": {"eps": 0.1, "n_features": 8, "bandwidth": 1.0, "seed": 0,
-                                            "schedule": "naive", "budget": 0.001}},
-               {"name": "empirical", "params": {"readout": 10, "t0": 0.01}},
+                                            "schedule": "admissible", "budget": 0.001}},
+               {"name": "empirical", "params": {"readout": 10}},  # readout and t0 exclude each other
+               {"name": "empirical", "params": {"t0": 0.01}},
                {"name": "ddpm_mlp", "params": {"width": 8, "depth": 1, "epochs": 10, "lr": 0.001, "batch": 0,
                                                "levels": 100, "readout": 10, "embed": 4, "train_seed": 0}}],
     "initializers": [{"name": "fresh", "params": {"distinct": 3}}, {"name": "point", "params": {"x": 0.5}},
                      {"name": "train", "params": {"distinct": 3}}],
     "samplers": [{"name": "ula", "params": {"step_size": 0.01, "n_steps": 10}},
                  {"name": "annealed_langevin", "params": {"T": 5.0, "t_min": 0.001, "n_levels": 5,
-                                                          "steps_per_level": 2, "eps": 0.002}},
+                                                          "steps_per_level": 2, "step_size": 0.002}},
                  {"name": "cld", "params": {"T": 10.0, "n_steps": 10, "t_min": 0.001, "grid": "geometric"}},
                  {"name": "ddim", "params": {"n_steps": 10, "eta": 0.0, "beta_min": 0.0001, "beta_max": 0.02}},
-                 {"name": "ddpm", "params": {"discretization": "exponential", "n_steps": 10, "beta_min": 0.0001,
-                                             "beta_max": 0.02, "T": 10.0, "t_min": 0.001, "grid": "uniform"}}],
-    "metrics": [{"name": "energy", "params": {"n": 64}},
-                {"name": "score_error", "params": {"n_mc": 0, "n_bar": 10, "bar_nodes": 5}},
-                {"name": "sinkhorn", "params": {"p": 2, "blur": 0.01, "n": 64, "scaling": 0.9}},
-                {"name": "tv_classifier", "params": {"hidden": 8, "epochs": 2, "lr": 0.01, "max_n": 64,
+                 {"name": "ddpm", "params": {"discretization": "ancestral", "n_steps": 30, "beta_min": 0.0001,
+                                             "beta_max": 0.02}},  # each discretization with the params it reads
+                 {"name": "ddpm", "params": {"discretization": "exponential", "n_steps": 10, "T": 10.0,
+                                             "t_min": 0.001, "grid": "uniform"}}],
+    "metrics": [{"name": "energy", "params": {"n_mc": 64}},
+                {"name": "score_error", "params": {"n_mc": 0, "n_mc_bar": 10, "bar_nodes": 5}},
+                {"name": "sinkhorn", "params": {"p": 2, "blur": 0.01, "n_mc": 64, "scaling": 0.9}},
+                {"name": "tv_classifier", "params": {"width": 8, "epochs": 2, "lr": 0.01, "n_mc": 64,
                                                      "confidence": 0.95}},
                 {"name": "tv_modes", "params": {"confidence": 0.95}},
-                {"name": "tv_witness", "params": {"confidence": 0.95, "n_mass": 100, "witness": "ball_trap",
+                {"name": "tv_witness", "params": {"confidence": 0.95, "n_mc": 100, "witness": "ball_trap",
                                                   "witness_params": {"radius": 1.0}}}],
 }
 
@@ -376,7 +379,7 @@ def test_every_param_of_every_component_is_accepted_or_refused_cleanly(tmp_path,
                     outcome[(kind, check_file(tmp_path / "component.toml", to_toml(suite)))] += 1
                 outcome[(kind, check_file(tmp_path / "component.toml",
                                           to_toml(edit(doc, "remove", (kind, 0, "params", key)))))] += 1
-    assert sum(outcome.values()) >= 1300  # 81 params x 17 edits
+    assert sum(outcome.values()) >= 1400  # 83 params x 17 edits
     with capsys.disabled():
         _report("component params", outcome)
 
@@ -545,7 +548,7 @@ def test_a_scalar_in_place_of_the_suite_table_is_refused_by_the_command(tmp_path
     for i, (kind, text) in enumerate(REGRESSIONS.items()):  # both at once: each spends seconds importing torch
         path = tmp_path / f"run{i}.toml"
         path.write_text(text, encoding="utf-8")
-        running.append((kind, subprocess.Popen([sys.executable, "-m", "bench_core.cli", "check", str(path)],
+        running.append((kind, subprocess.Popen(cli_command("check", path),
                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     for kind, process in running:
         out, err = process.communicate(timeout=120)

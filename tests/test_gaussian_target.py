@@ -1,7 +1,7 @@
 """GaussianTarget: parameters, OU-marginal density and score, exact samples.
 
 The target is N(m, diag(s^2)); its forward Ornstein-Uhlenbeck marginal is
-p_t = N(e^{-t} m, diag(e^{-2t} s^2 + 1 - e^{-2t})) (DESIGN section 3).
+p_t = N(e^{-t} m, diag(e^{-2t} s^2 + 1 - e^{-2t})) (docs/architecture.md, Time and seeds).
 """
 from __future__ import annotations
 

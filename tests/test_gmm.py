@@ -2,8 +2,8 @@
 
 The target is pi = sum_j w_j N(m_j, s_j^2 I_d); its forward OU marginal p_t is the mixture with
 the same weights, means e^{-t} m_j and variances v_j(t) = e^{-2t} s_j^2 + 1 - e^{-2t}
-(DESIGN section 3). Reference values are computed here independently of the module's code
-(scipy densities, autograd, closed-form moments written out below).
+(docs/architecture.md, Time and seeds). Reference values are computed here independently of the
+module's code (scipy densities, autograd, closed-form moments written out below).
 
 Moment tolerances (5 sigma, sigma computed from the closed form). For a mixture with component
 means mu_j and isotropic variances v_j in dimension d:

@@ -13,6 +13,7 @@ from bench_core.report.html_report import render_html
 from bench_core.results.run_results import load_results
 from bench_core.pipeline import run_suite
 from conftest import BASE_SUITE
+from helpers import BALL_TRAP_METRICS, EXACT_AND_BALL_TRAP
 
 IMG = '<img src="data:image/png;base64,'
 
@@ -34,13 +35,7 @@ n_train = 50
 [[targets]]
 name = "gaussian"
 params = { dim = 10, mean = 3.0 }
-
-[[scores]]
-name = "exact"
-
-[[scores]]
-name = "ball_trap"
-
+""" + EXACT_AND_BALL_TRAP + """
 [[samplers]]
 name = "ula"
 params = { step_size = 0.01, n_steps = 40 }
@@ -48,14 +43,7 @@ params = { step_size = 0.01, n_steps = 40 }
 [[samplers]]
 name = "ddpm"
 params = { discretization = "exponential", n_steps = 40 }
-
-[[metrics]]
-name = "tv_witness"
-params = { witness = "ball_trap" }
-
-[[metrics]]
-name = "score_error"
-
+""" + BALL_TRAP_METRICS + """
 [[claims]]
 select = { sampler = "ula", score = "ball_trap" }
 metric = "tv_witness.lower"

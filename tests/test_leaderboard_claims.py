@@ -193,3 +193,52 @@ def test_rank_at_equal_nfe_ranks_within_groups_of_equal_cost():
     assert list(ranked["rank"]) == [1, 1, 2] and "nfe.calls" in ranked.columns
     plain = leaderboard_tables(RunResults(results, pd.DataFrame(), {**info, "rank_at_equal_nfe": False}))[0][1]
     assert list(plain["rank"]) == [1, 2, 3] and list(plain["sampler"])[0] == "ula(step_size=0.02)"
+
+
+def test_thaw_undoes_freeze_for_lists_and_tables():
+    from bench_core.suite.schema import freeze, frozen_items, thaw
+
+    value = {"a": [1, {"b": [2, 3]}], "c": {"d": 1.5}}
+    frozen = freeze(value)
+    assert hash(frozen) is not None and thaw(frozen) == value
+    assert thaw(freeze([[1, 2], {"x": "y"}])) == [[1, 2], {"x": "y"}]
+    assert dict((k, thaw(v)) for k, v in frozen_items(value)) == value
+
+
+def test_claims_select_list_and_table_params_as_the_plan_does():
+    """A select from the suite holds frozen values; rows hold JSON params: a table param matches too."""
+    from bench_core.suite.schema import frozen_items
+
+    rows = table([("ula", 0.01, s, "kl", 0.1 + s, "done") for s in range(2)])
+    rows["target_params"] = json.dumps({"dim": 2, "weights": [0.5, 0.5], "opts": {"a": 1, "b": [1, 2]}})
+    for select in ({"target.opts": {"a": 1, "b": [1, 2]}}, {"target.weights": [[0.5, 0.5]]},
+                   {"target.opts": [{"a": 1, "b": [1, 2]}, {"a": 2}]}):
+        outcome, = evaluate_claims([Claim("kl", "<=", 2.0, frozen_items(select), "mean")], rows)
+        assert outcome.holds and outcome.values[0][1] == pytest.approx(0.6), select
+    outcome, = evaluate_claims([Claim("kl", "<=", 2.0, frozen_items({"target.opts": {"a": 2}}), "mean")], rows)
+    assert outcome.values == [] and not outcome.holds
+
+
+def test_status_counts_put_done_first_then_the_cells_not_done():
+    from bench_core.results.run_results import status_counts
+
+    assert status_counts(RESULTS) == {"done": 6, "diverged": 1}
+    assert list(status_counts(RESULTS)) == ["done", "diverged"]
+
+
+def test_one_select_matcher_for_exclusions_claims_and_only():
+    from bench_core.pipeline import filter_cells
+    from bench_core.plan.cells import PRIOR, Cell, select_matches
+    from bench_core.suite.schema import ComponentSpec, frozen_items
+
+    def cell(weights, seed=0):
+        target = ComponentSpec("targets", "gmm", frozen_items({"weights": weights, "opts": {"a": 1}}))
+        sampler = ComponentSpec("samplers", "ula", frozen_items({"step_size": 0.1}))
+        return Cell(target, ComponentSpec("scores", "exact", ()), PRIOR, sampler, seed, f"k{seed}{weights}", 0)
+
+    cells = [cell([0.5, 0.5]), cell([0.2, 0.8], seed=1)]
+    assert select_matches(cells[0], frozen_items({"target.opts": {"a": 1}, "target.weights": [[0.5, 0.5]]}))
+    assert not select_matches(cells[1], frozen_items({"target.weights": [[0.5, 0.5]]}))
+    assert select_matches(cells[1], frozen_items({"seed": [0, 1], "sampler": "ula", "step": 10}))
+    assert filter_cells(cells, "seed=0|1,sampler.step_size=0.1") == cells
+    assert filter_cells(cells, "seed=1|2,sampler=ula") == [cells[1]]

@@ -54,6 +54,11 @@ def test_empirical_reads_level_10_at_t0_and_collapses_onto_training_points():
     # training points are ~sqrt(2 * 20) = 6.3 apart: the softmax is one-hot, the pull is to the own point
     expected = (math.exp(-score.t0) * distinct[:5] - x) / (1 - math.exp(-2 * score.t0))
     torch.testing.assert_close(score(x, 0.0), expected, rtol=1e-9, atol=1e-9)
+    # t0 replaces readout's level: written together, readout would be ignored, so it is refused
+    assert EmpiricalScore(GaussianTarget(20), data, t0=0.01).t0 == 0.01
+    assert EmpiricalScore(GaussianTarget(20), data, readout=5).t0 == level_times()[4]
+    with pytest.raises(ValueError, match="^parameter 'readout' is not used when t0 is given"):
+        EmpiricalScore(GaussianTarget(20), data, readout=10, t0=0.01)
 
 
 @pytest.mark.parametrize("output,time", [("eps", "t"), ("eps", "sigma"), ("score", "t"), ("eps", "level")])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 import types
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from bench_core import hookimpl
 from bench_core.base.errors import PluginError
 from bench_core.components.discovery import build_registry
+from helpers import run_cli
 
 REPO = Path(__file__).parents[1]
 
@@ -84,9 +84,8 @@ def install_dist(root: Path, dist: str, module: str, source: str, version: str =
 
 
 def bench(args: list[str], root: Path, **env: str) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": str(root), **env}
-    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
-                          env=environ, cwd=root, timeout=300)
+    """``bench ARGS`` in ``root``, where the distributions installed by :func:`install_dist` are importable."""
+    return run_cli(*args, env={**os.environ, "PYTHONPATH": str(root), **env}, cwd=root, timeout=300)
 
 
 @pytest.fixture
@@ -206,6 +205,54 @@ def test_wrong_family_and_non_callable_factory():
 
     with pytest.raises(PluginError, match="not callable"):
         build_registry(extra=[_plugin(register_targets=register_targets)], entry_points=False)
+
+
+def test_an_old_param_name_gets_the_new_one():
+    """A factory's ``renamed`` (on a class or a function, also one taking ``**params``) turns an old name
+    into a one-line rename; a name it does not declare stays an unknown parameter with its did-you-mean."""
+    class Stepper:
+        family = "langevin"
+        renamed = {"eps": "step_size"}
+
+        def __init__(self, step_size: float = 0.1) -> None:
+            self.step_size = step_size
+
+        def sample(self, score, x0, *, generator, callback=None):
+            return x0
+
+    def loose(**params):
+        return Stepper()
+
+    loose.renamed = {"h": "step_size"}
+
+    @hookimpl
+    def register_samplers(register):
+        register("stepper", Stepper)
+        register("loose", loose)
+
+    registry = build_registry(extra=[_plugin(register_samplers=register_samplers)], entry_points=False)
+    with pytest.raises(ValueError) as info:
+        registry.check_params("samplers", "stepper", {"eps": 0.2})
+    assert str(info.value) == "parameter 'eps' of sampler 'stepper' is now 'step_size'; rename it in the suite"
+    with pytest.raises(ValueError, match="parameter 'h' of sampler 'loose' is now 'step_size'"):
+        registry.create("samplers", "loose", h=0.2)
+    with pytest.raises(ValueError, match="unknown parameter 'step_siz' .*did you mean 'step_size'"):
+        registry.check_params("samplers", "stepper", {"step_siz": 0.2})
+    assert registry.create("samplers", "stepper", step_size=0.2).step_size == 0.2
+
+
+@pytest.mark.parametrize("kind, name, old, new", [
+    ("samplers", "annealed_langevin", "eps", "step_size"), ("metrics", "sinkhorn", "n", "n_mc"),
+    ("metrics", "energy", "n", "n_mc"), ("metrics", "tv_witness", "n_mass", "n_mc"),
+    ("metrics", "tv_classifier", "max_n", "n_mc"), ("metrics", "tv_classifier", "hidden", "width"),
+    ("metrics", "score_error", "n_bar", "n_mc_bar")])
+def test_the_built_ins_answer_their_old_param_names(kind, name, old, new):
+    from bench_core.components.discovery import get_registry
+
+    registry = get_registry()
+    with pytest.raises(ValueError, match=f"^parameter '{old}' of .* '{name}' is now '{new}'; rename it in the suite$"):
+        registry.check_params(kind, name, {old: 1})
+    registry.check_params(kind, name, {new: 1})  # the new name is accepted
 
 
 def test_builtins_registered_and_listed(capsys):

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ from bench_core.base.errors import BenchError
 from bench_core.run.folder_lock import run_lock
 from bench_core.pipeline import run_suite
 from conftest import BASE_SUITE
+from helpers import cli_command, plugins_env, run_cli
 
 FAULTS = """
 [[samplers]]
@@ -73,8 +73,7 @@ def test_a_second_run_on_the_same_folder_refuses_at_once(write_suite, tmp_path):
     out.mkdir()
     with run_lock(out):  # a first run holds the folder
         start = time.monotonic()
-        second = subprocess.run([sys.executable, "-m", "bench_core.cli", "run", str(path), "--out", str(out)],
-                                capture_output=True, text=True, timeout=120)
+        second = run_cli("run", path, "--out", out, timeout=120)
         assert time.monotonic() - start < 60
     assert second.returncode == 2
     line = second.stderr.strip().splitlines()[-1]
@@ -107,12 +106,6 @@ grid = { fault = ["sleep", "spin", "slow_steps"] }
 PLUGIN_ENV = {"BENCH_PLUGIN_MODULES": "toy_plugins"}
 
 
-def _bench(args, tmp_path, **popen):
-    env = {**os.environ, **PLUGIN_ENV,
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent / "plugins"), os.environ.get("PYTHONPATH", "")])}
-    return [sys.executable, "-m", "bench_core.cli", *args], env
-
-
 def _timeout_reasons(out):
     results = pd.read_csv(out / "results.csv")
     errors = results[results["metric"] == "error"]
@@ -135,9 +128,8 @@ def test_cell_timeout_ends_hung_cells_locally(write_suite, tmp_path, toy_registr
 
 def test_cell_timeout_and_a_dying_worker_under_the_process_executor(write_suite, tmp_path):
     path = write_suite(TIMEOUTS.replace('"sleep", "spin", "slow_steps"', '"sleep", "spin", "slow_steps", "die"'))
-    cmd, env = _bench(["run", str(path), "--out", str(tmp_path / "out"), "--executor", "process", "--workers", "2"],
-                      tmp_path)
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli("run", path, "--out", tmp_path / "out", "--executor", "process", "--workers", "2",
+                   env=plugins_env(**PLUGIN_ENV), timeout=300)
     assert done.returncode == 1, done.stderr[-2000:]  # cells failed; the run finished
     reasons = _timeout_reasons(tmp_path / "out")
     assert all("exceeded cell_timeout = 1 s" in reasons[f] for f in ("sleep", "spin", "slow_steps")), reasons
@@ -163,8 +155,8 @@ params = { fault = "slow_steps" }
 def test_no_worker_outlives_an_interrupted_or_killed_run(write_suite, tmp_path, signum):
     path = write_suite(SLOW.replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1, 2, 3, 4, 5]\ncell_timeout = 120"))
     out = tmp_path / "out"
-    cmd, env = _bench(["run", str(path), "--out", str(out), "--executor", "process", "--workers", "2"], tmp_path)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cli_command("run", path, "--out", out, "--executor", "process", "--workers", "2"),
+                            env=plugins_env(**PLUGIN_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the fast cells are stored and the slow ones run
@@ -200,14 +192,11 @@ grid = {{ fault = ["die_once", "die"] }}
 
 
 @pytest.mark.parametrize("executor", ["process", "ray"])
-def test_a_worker_death_is_retried_once(write_suite, tmp_path, monkeypatch, toy_registry, executor):
+def test_a_worker_death_is_retried_once(write_suite, tmp_path, toy_plugins_in_workers, toy_registry, executor):
     """A cell whose worker dies once completes when run again; one that kills its worker every time is
     recorded failed; the other cells are unaffected."""
     if executor == "ray":
         pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
-    monkeypatch.setenv("BENCH_PLUGIN_MODULES", "toy_plugins")  # workers load the toy plugins
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "plugins"),
-                                                      os.environ.get("PYTHONPATH", "")]))
     path = write_suite(_dying_suite(tmp_path).replace("seeds = [0, 1]", "seeds = [0]"))
     # a local Ray of this run (address None): its workers inherit this environment
     run_suite(path, out=tmp_path / "out", executor=executor, workers=2, registry=toy_registry)
@@ -281,11 +270,8 @@ def test_a_score_factory_raising_at_run_time_fails_its_cells(write_suite, tmp_pa
     assert failed["reason"].str.startswith("in score 'toy_once_only': RuntimeError: deliberate failure").all()
 
 
-def test_cell_timeout_under_ray(write_suite, tmp_path, monkeypatch, toy_registry):
+def test_cell_timeout_under_ray(write_suite, tmp_path, toy_plugins_in_workers, toy_registry):
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
-    monkeypatch.setenv("BENCH_PLUGIN_MODULES", "toy_plugins")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "plugins"),
-                                                      os.environ.get("PYTHONPATH", "")]))
     path = write_suite(TIMEOUTS)
     # a local Ray of this run (address None): its workers inherit this environment
     run_suite(path, out=tmp_path / "out", executor="ray", workers=2, registry=toy_registry)

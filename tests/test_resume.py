@@ -6,11 +6,12 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
+
+from helpers import cli_command
 
 SUITE = """
 [suite]
@@ -39,7 +40,7 @@ name = "mean_error"
 
 
 def command(suite, out):
-    return [sys.executable, "-m", "bench_core.cli", "run", str(suite), "--out", str(out)]
+    return cli_command("run", suite, "--out", out)
 
 
 def finished_cells(db) -> int:

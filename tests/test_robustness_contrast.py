@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench_core.results.run_results import load_results
 from bench_core.pipeline import run_suite
+from helpers import BALL_TRAP_METRICS
 
 SUITE = """
 [suite]
@@ -34,14 +35,7 @@ params = { discretization = "exponential", n_steps = 200 }
 [[samplers]]
 name = "cld"
 params = { n_steps = 200 }
-
-[[metrics]]
-name = "tv_witness"
-params = { witness = "ball_trap" }
-
-[[metrics]]
-name = "score_error"
-
+""" + BALL_TRAP_METRICS + """
 [[exclude]]
 select = { sampler = "ula", "score.schedule" = "naive" }
 

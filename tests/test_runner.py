@@ -156,12 +156,12 @@ def test_claims_can_select_a_checkpoint_step(write_suite, tmp_path, toy_registry
 def test_show_into_a_closed_pipe_exits_quietly(write_suite, tmp_path):
     """`bench show DIR | head`: the reader closes the pipe before bench writes; no traceback."""
     import subprocess
-    import sys
 
     from bench_core.pipeline import run_suite
+    from helpers import cli_command
 
     run_suite(write_suite(), out=tmp_path / "out")
-    proc = subprocess.Popen([sys.executable, "-m", "bench_core.cli", "show", str(tmp_path / "out")],
+    proc = subprocess.Popen(cli_command("show", tmp_path / "out"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # the reader is gone before the first write
     _, err = proc.communicate(timeout=120)
@@ -245,7 +245,7 @@ def test_nfe_counts_the_samplers_score_evaluations_and_diagnostics_are_recorded(
 
         [[metrics]]
         name = "score_error"
-        params = { n_bar = 50, bar_nodes = 5 }
+        params = { n_mc_bar = 50, bar_nodes = 5 }
     """)
     summary = run_suite(suite, out=tmp_path / "out", registry=registry)
     assert summary.statuses == {"done": 3, "metric_failed": 1}

@@ -1,4 +1,4 @@
-"""The smooth step phi of Cao, Chen, Sridharan, Wu (2026) (PAPER.md, Notation)."""
+"""The smooth step phi of Cao, Chen, Sridharan, Wu (2026) (the paper's Notation)."""
 from __future__ import annotations
 
 import math

@@ -8,14 +8,11 @@ status 2 and one line, unless the user opts in to functions outside the suite fi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).parent
+from helpers import plugins_env, run_cli
 
 SUITE = """[suite]
 name = "sent_to_you"
@@ -41,11 +38,10 @@ name = "mean_error"
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    """``bench ARGS`` without the opt-in in the environment, unless ``env_extra`` gives it."""
+    env = plugins_env()
     env.pop("BENCH_ALLOW_MODEL_FACTORIES", None)
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return run_cli(*args, env={**env, **(env_extra or {})}, timeout=300)
 
 
 def _toml_table(values: dict) -> str:

@@ -48,6 +48,19 @@ def test_valid_suite_prints_cell_count(write_suite, capsys):
     # a parameter the factory does not accept
     (lambda s: s.replace("n_steps = 20", "nsteps = 20"), ["unknown parameter 'nsteps'",
                                                          "did you mean 'n_steps'"]),
+    # a param's old name: the new one, at the param's line
+    (lambda s: s.replace('name = "ula"\nparams = { step_size = 0.05, n_steps = 20 }',
+                         'name = "annealed_langevin"\nparams = { n_levels = 5, eps = 0.002 }'),
+     ["suite.toml:17", "parameter 'eps' of sampler 'annealed_langevin' is now 'step_size'; rename it in the suite"]),
+    (lambda s: s + '\n[[metrics]]\nname = "energy"\nparams = { n = 100 }\n',
+     ["parameter 'n' of metric 'energy' is now 'n_mc'; rename it in the suite"]),
+    # a param the chosen mode ignores is refused, with the params that mode reads
+    (lambda s: s.replace('name = "ula"\nparams = { step_size = 0.05, n_steps = 20 }',
+                         'name = "ddpm"\nparams = { n_steps = 30, T = 5.0 }'),
+     ["suite.toml:17", "sampler 'ddpm'", "parameter 'T' is not used when discretization = 'ancestral'",
+      "(discretization 'ancestral' uses n_steps, beta_min, beta_max)"]),
+    (lambda s: s + '\n[[scores]]\nname = "ball_trap"\nparams = { schedule = "naive", budget = 0.01 }\n',
+     ["score 'ball_trap'", "parameter 'budget' is not used when schedule = 'naive'"]),
     # unknown top-level table
     (lambda s: s + "\n[[sampler]]\nname = 'ula'\n", ["unknown table 'sampler'", "did you mean 'samplers'"]),
     # unknown key inside a component table

@@ -169,3 +169,17 @@ def test_noisy_is_perturbed_at_every_t_by_default():
         NoisyScore(target, None, schedule="sometimes")
     with pytest.raises(ValueError, match="budget"):
         BallTrap(target, None, budget=-1.0)
+
+
+def test_the_naive_schedule_refuses_the_params_only_the_admissible_one_reads():
+    target = GaussianTarget(5, mean=1.0)
+    for make, name in [(lambda: BallTrap(target, None, schedule="naive", budget=1e-2), "budget"),
+                       (lambda: NoisyScore(target, None, budget=1e-2), "budget"),  # noisy is naive by default
+                       (lambda: ConeTrap(target, None, schedule="naive", n_mc=512), "n_mc")]:
+        with pytest.raises(ValueError, match=f"^parameter '{name}' is not used when schedule = 'naive' "
+                                             r"\(schedule 'naive' uses none of budget"):
+            make()
+    # the defaults are those the admissible schedule read before (budget 1e-3, 4096 Monte Carlo draws)
+    admissible, naive = ConeTrap(target, None), ConeTrap(target, None, schedule="naive")
+    assert (admissible.budget, admissible.n_mc) == (naive.budget, naive.n_mc) == (1e-3, 4096)
+    assert ConeTrap(target, None, budget=1e-2, n_mc=512).n_mc == 512

@@ -213,9 +213,12 @@ def test_score_error_float32_only_estimate_falls_back_to_the_input_dtype():
 
 @pytest.mark.parametrize("factory, kwargs, name", [
     (ScoreError, {"n_mc": -1}, "n_mc"), (ScoreError, {"n_mc": 1.5}, "n_mc"),
-    (TVWitness, {"confidence": 1.0}, "confidence"), (TVWitness, {"n_mass": 0}, "n_mass"),
-    (TVClassifier, {"hidden": 0}, "hidden"), (TVClassifier, {"epochs": -3}, "epochs"),
-    (TVClassifier, {"lr": 0.0}, "lr"), (TVClassifier, {"max_n": 1}, "max_n"),
+    (ScoreError, {"n_mc_bar": 0}, "n_mc_bar"),
+    (TVWitness, {"confidence": 1.0}, "confidence"), (TVWitness, {"n_mc": 0}, "n_mc"),
+    (TVWitness, {"witness_params": {"radius": 1.0}}, "witness_params"),  # unused without a witness
+    (TVWitness, {"witness": "ball_trap", "witness_params": {"radiuss": 1.0}}, "witness_params.*did you mean"),
+    (TVClassifier, {"width": 0}, "width"), (TVClassifier, {"epochs": -3}, "epochs"),
+    (TVClassifier, {"lr": 0.0}, "lr"), (TVClassifier, {"n_mc": 1}, "n_mc"),
     (TVClassifier, {"confidence": 0}, "confidence")])
 def test_bad_params_raise_value_error_naming_them(factory, kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -269,11 +272,11 @@ def test_tv_witness_coverage_and_power_on_a_shift(closed_form):
     the two directions can fire); over R = 200 repetitions the exceedance count must be
     <= binom.ppf(1 - 1e-4, R, r).
     Power: lower ~ p_hat - q - z * sd, sd = sqrt(P(A)(1 - P(A)) / n) ~ 0.011 (plus the same
-    for q_hat with n_mass = 20000: 0.0036), z <= 2.5, so the mean lower bound is within
+    for q_hat with n_mc = 20000: 0.0036), z <= 2.5, so the mean lower bound is within
     ~0.04 of TV; we require > TV - 0.1."""
     target = GaussianTarget(D_TV)
     score = HalfSpace(target, DELTA / 2, closed_form=closed_form)
-    metric = TVWitness(confidence=0.95, n_mass=20_000)
+    metric = TVWitness(confidence=0.95, n_mc=20_000)
     tv = 2 * norm.cdf(DELTA / 2) - 1
     gen = torch.Generator().manual_seed(123)
     shift = torch.zeros(D_TV)
@@ -303,7 +306,7 @@ def test_tv_witness_is_zero_for_exact_samples(closed_form):
     as above; the measured fraction of zeros is printed (>= 95% expected on average)."""
     target = GaussianTarget(D_TV)
     score = HalfSpace(target, DELTA / 2, closed_form=closed_form)
-    metric = TVWitness(confidence=0.95, n_mass=20_000)
+    metric = TVWitness(confidence=0.95, n_mc=20_000)
     gen = torch.Generator().manual_seed(321)
     lowers = []
     for rep in range(R_TV):
@@ -326,7 +329,7 @@ def test_tv_classifier_same_distribution_gives_zero():
     Clopper-Pearson bound to fail: probability <= 0.05 per seed. Over 20 seeds the number of
     nonzero bounds is <= binom.ppf(1 - 1e-4, 20, 0.05) = 6 (measured: 2)."""
     target = GaussianTarget(5)
-    metric = TVClassifier(hidden=32, epochs=100)
+    metric = TVClassifier(width=32, epochs=100)
     nonzero, accs = 0, []
     for seed in range(20):
         gen = torch.Generator().manual_seed(10_000 + seed)

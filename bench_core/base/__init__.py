@@ -1,1 +1,2 @@
-"""Shared basics every stage may use: errors, seeding, atomic files, the artifact cache, statistics, the machine. Imports nothing else from bench_core."""
+"""Shared basics every stage may use: errors, seeding, torch's default dtype, atomic files, the artifact
+cache, statistics, the machine. Imports nothing else from bench_core."""

@@ -1,4 +1,4 @@
-"""Seed derivation with common random numbers (DESIGN section 3).
+"""Seed derivation with common random numbers (docs/architecture.md, Time and seeds).
 
 Every stochastic role gets its own generator seeded by a hash of (suite seed, role, the
 parts of the cell that role depends on), so the training set depends only on

@@ -30,6 +30,7 @@ from bench_core.cell.kept_samples import KeptSamples, SamplesToKeep, to_storage
 from bench_core.plan.cells import PRIOR, Cell, Plan
 from bench_core.components.protocols import MetricContext
 from bench_core.base.seeding import make_generator
+from bench_core.base.torch_defaults import default_dtype
 from bench_core.suite.schema import ComponentSpec
 from bench_core.suite.paths import suite_directory
 from bench_core.plan.time_checkpoints import TimeCheckpoints
@@ -61,7 +62,6 @@ class CellResult:
     reason: str = ""
     rows: list[MetricRow] = field(default_factory=list)
     keep: Optional[SamplesToKeep] = None  # the states to keep, when the suite keeps samples
-    reused: bool = False  # the samples came from an earlier run: no sampler ran
     traceback: str = ""  # of a failed cell: written to errors.log in the output folder
     view: Optional[dict] = None  # of a cell a claim names: radial and 2-D summaries (sample_views)
 
@@ -106,13 +106,12 @@ def all_finite(x: Tensor) -> bool:
 @contextlib.contextmanager
 def numeric_context(dtype: torch.dtype) -> Iterator[None]:
     """Default dtype for the cell, one intra-op thread (bitwise-reproducible reductions)."""
-    previous_dtype, previous_threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(dtype)
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with default_dtype(dtype):
+            yield
     finally:
-        torch.set_default_dtype(previous_dtype)
         torch.set_num_threads(previous_threads)
 
 
@@ -176,7 +175,7 @@ class CellRunner:
             rows = [r for r in rows if r.step is not None]  # keep the trajectory measured so far
         wall = time.perf_counter() - start + (kept.sample_s if kept is not None else 0.0)
         return CellResult(cell.key, status, wall, reason, rows, keep[0] if keep and status == "done" else None,
-                          kept is not None, trace, self._view if status == "done" else None)
+                          trace, self._view if status == "done" else None)
 
     def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress],
              kept: Optional[KeptSamples], keep: list[SamplesToKeep]) -> None:

@@ -193,9 +193,3 @@ def get_registry() -> Registry:
     if _REGISTRY is None:
         _REGISTRY = build_registry()
     return _REGISTRY
-
-
-def set_registry(registry: Optional[Registry]) -> None:
-    """Replace the process-wide registry (None: rebuild on next use)."""
-    global _REGISTRY
-    _REGISTRY = registry

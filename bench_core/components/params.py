@@ -104,3 +104,31 @@ def tensor_size(name: str, value: Any, *, per_unit: float = 1.0, power: int = 1,
         raise ValueError(f"parameter '{name}' = {size} sizes {what} of {count:.3g} numbers ({count * 8 / 2**30:.3g} "
                          f"GiB in float64), more than this machine's {limit / 2**30:.3g} GiB of memory; lower '{name}'")
     return size
+
+
+def refuse_unused(mode_param: str, mode: str, given: dict[str, Any], uses: Sequence[str]) -> None:
+    """Refuse a param that the chosen mode ignores, instead of dropping it silently.
+
+    A factory whose ``mode_param`` (e.g. ``discretization``) selects which of its params are read gives
+    those mode-specific params the default ``None`` and fills in each real default itself, so that a
+    param the suite writes can be told from one it leaves out.
+
+    Parameters
+    ----------
+    mode_param, mode : str, str
+        The param that selects the mode, and the mode chosen.
+    given : dict
+        Each mode-specific param and its value as passed (``None``: not written).
+    uses : sequence of str
+        The params (of ``given`` and others) that this mode reads, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the first param written that ``mode`` does not use, and the params it does use.
+    """
+    for name, value in given.items():
+        if value is not None and name not in uses:
+            used = ", ".join(uses) if uses else f"none of {', '.join(given)}"
+            raise ValueError(f"parameter '{name}' is not used when {mode_param} = {mode!r} ({mode_param} {mode!r} "
+                             f"uses {used}); remove it, or choose a {mode_param} that uses it")

@@ -1,4 +1,4 @@
-"""Component protocols (DESIGN section 4) and the structural check applied to factory output.
+"""Component protocols (docs/architecture.md, Protocols) and the structural check applied to factory output.
 
 Shapes: particles are ``Tensor[n, d]``; time ``t`` is forward Ornstein-Uhlenbeck time
 (``t = 0`` is the data distribution, ``alpha_bar = exp(-2 t)``).
@@ -6,7 +6,7 @@ Shapes: particles are ``Tensor[n, d]``; time ``t`` is forward Ornstein-Uhlenbeck
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Protocol, runtime_checkable
 
@@ -65,7 +65,9 @@ class Sampler(Protocol):
     A sampler sees the score estimate only (no target, no log-density): the harness passes it wrapped
     in a counter (:class:`bench_core.cell.nfe.CountingScore`) and records the number of score evaluations
     as ``nfe.calls`` / ``nfe.evals``. An optional ``diagnostics() -> dict[str, float]`` (e.g. an
-    acceptance rate) is called after sampling and recorded as ``sampler.<key>``.
+    acceptance rate) is called after sampling and recorded as ``sampler.<key>``. An ``n_steps``
+    attribute (the steps the callback sees; every built-in has one) bounds a cell's work before it
+    runs (n_samples x d x n_steps) and shows its progress.
 
     Diffusion samplers also expose ``T`` (horizon), ``process`` ("ou" or "cld"),
     ``score_times() -> [(t_k, h_k)]`` (each score query time and the time it covers) and
@@ -128,7 +130,6 @@ class MetricContext:
     sampler: Sampler
     generator: torch.Generator
     x0: Optional[Tensor] = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _reference(self: MetricContext) -> Tensor:

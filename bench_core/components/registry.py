@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,6 +24,29 @@ _SCALAR_CHECKS: dict[type, Callable[[Any], bool]] = {
     bool: lambda v: isinstance(v, bool),
     str: lambda v: isinstance(v, str),
 }
+
+
+_UNIONS = (typing.Union, getattr(types, "UnionType", typing.Union))  # Optional[X] and X | None
+
+
+def _scalar_annotation(annotation: Any) -> Any:
+    """``X`` for ``Optional[X]`` (a param whose default None means "not written"), else the annotation."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in _UNIONS and len(args) == 2 and type(None) in args:
+        return next(a for a in args if a is not type(None))
+    return annotation
+
+
+def renamed_params(factory: Callable[..., Any]) -> dict[str, str]:
+    """A factory's ``renamed`` attribute, ``{old param name: new name}`` ({} when it has none).
+
+    A plugin that renames a param keeps the old name here, on the class or the function, so that a
+    suite still written with it is answered with the new name instead of "unknown parameter".
+    """
+    renamed = getattr(factory, "renamed", None)
+    if not isinstance(renamed, dict):
+        return {}
+    return {old: new for old, new in renamed.items() if isinstance(old, str) and isinstance(new, str)}
 
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
@@ -115,8 +139,14 @@ class Registry:
                 f"known: {', '.join(known) or 'none'} (see `bench list {kind}`){unavailable}") from None
 
     def check_params(self, kind: str, name: str, params: dict[str, Any], n_positional: int = 0) -> None:
-        """Raise ValueError naming any parameter the factory's signature does not accept."""
+        """Raise ValueError naming any parameter the factory's signature does not accept; an old name the
+        factory declares in ``renamed`` gets the new one."""
         factory = self.get(kind, name).factory
+        renamed = renamed_params(factory)
+        for key in params:
+            if key in renamed:
+                raise ValueError(f"parameter '{key}' of {SINGULAR[kind]} '{name}' is now '{renamed[key]}'; "
+                                 "rename it in the suite")
         try:
             sig = inspect.signature(factory)
         except (TypeError, ValueError):
@@ -132,7 +162,7 @@ class Registry:
                                  f"{SINGULAR[kind]} '{name}'; accepted: {', '.join(accepted) or 'none'}")
         hints = _type_hints(factory)
         for key, value in params.items():
-            wanted = hints.get(key)
+            wanted = _scalar_annotation(hints.get(key))
             if wanted in _SCALAR_CHECKS and not _SCALAR_CHECKS[wanted](value):
                 raise ValueError(f"parameter '{key}' of {SINGULAR[kind]} '{name}' must be {wanted.__name__} "
                                  f"(its annotation), got {value!r}")

@@ -1,4 +1,4 @@
-"""Claims: executable expectations checked after a run (DESIGN section 6).
+"""Claims: executable expectations checked after a run (docs/architecture.md, Findings).
 
 A claim selects cells, reduces ``metric`` over seeds with ``stat`` within each selected
 configuration, and holds when ``value <op> threshold`` for every configuration.
@@ -15,13 +15,15 @@ import json
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
-from bench_core.results.run_results import CONFIG_COLUMNS
 from bench_core.base.stats import reduce
-from bench_core.suite.schema import Claim
+from bench_core.findings.labels import config_label
+from bench_core.plan.cells import AXES, Cell, select_matches
+from bench_core.results.run_results import CONFIG_COLUMNS
+from bench_core.suite.schema import Claim, ComponentSpec, frozen_items, select_options, thaw
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 
@@ -67,37 +69,25 @@ class ClaimOutcome:
                 "holds": self.holds, "values": self.values, "line": self.line()}
 
 
-def _matches(results: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.Series:
-    """Rows matching a claim's select; a list value means any of its entries."""
-    mask = pd.Series(True, index=results.index)
-    for key, wanted in select:
-        options = [_thaw(v) for v in wanted] if isinstance(wanted, tuple) else [wanted]
-        if key in ("seed", "step") or "." not in key:
-            mask &= results[key].isin(options)
-        else:
-            axis, param = key.split(".", 1)
-            parsed = results[f"{axis}_params"].map(json.loads)
-            mask &= parsed.map(lambda p: p.get(param, _MISSING) in options)
+def _cell_of(row: Mapping[str, Any]) -> Cell:
+    """The cell of a results row as a select sees it: its components (params frozen) and seed."""
+    specs = [ComponentSpec(f"{axis}s", row[axis], frozen_items(json.loads(row[f"{axis}_params"] or "{}")))
+             for axis in AXES]
+    return Cell(*specs, seed=int(row["seed"]), key="", order=-1)
+
+
+def _matches(table: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.Series:
+    """Rows whose cell matches a claim's select (:func:`select_matches`, once per distinct cell); a
+    ``step`` (a checkpoint: ``table`` is the trajectory) matches the rows of that step."""
+    columns = ["seed", *AXES, *(f"{axis}_params" for axis in AXES)]
+    cells = table[columns].drop_duplicates()
+    cells = cells.assign(_match=[select_matches(_cell_of(row), select) for row in cells.to_dict("records")])
+    mask = pd.Series(table[columns].merge(cells, on=columns, how="left")["_match"].to_numpy(dtype=bool),
+                     index=table.index)
+    steps = dict(select).get("step")
+    if steps is not None:
+        mask &= table["step"].isin(select_options(steps))
     return mask
-
-
-_MISSING = object()
-
-
-def _thaw(value: Any) -> Any:
-    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _label(row: pd.Series) -> str:
-    parts = []
-    for axis in ("target", "score", "initializer", "sampler"):
-        params = json.loads(row[f"{axis}_params"]) if row[f"{axis}_params"] else {}
-        inner = ",".join(f"{k}={v}" for k, v in params.items())
-        parts.append(f"{row[axis]}({inner})" if inner else row[axis])
-    return "/".join(parts)
-
-
-AXIS_COLUMNS = ("target", "score", "initializer", "sampler")
 
 
 def _counterpart(table: pd.DataFrame, row: pd.Series, versus: tuple[tuple[str, Any], ...]) -> pd.DataFrame:
@@ -108,8 +98,8 @@ def _counterpart(table: pd.DataFrame, row: pd.Series, versus: tuple[tuple[str, A
     """
     changes = dict(versus)
     mask = pd.Series(True, index=table.index)
-    for axis in AXIS_COLUMNS:
-        pinned = {k.split(".", 1)[1]: _thaw(v) for k, v in changes.items() if k.startswith(axis + ".")}
+    for axis in AXES:
+        pinned = {k.split(".", 1)[1]: thaw(v) for k, v in changes.items() if k.startswith(axis + ".")}
         if axis not in changes and not pinned:
             mask &= (table[axis] == row[axis]) & (table[f"{axis}_params"] == row[f"{axis}_params"])
             continue
@@ -117,7 +107,7 @@ def _counterpart(table: pd.DataFrame, row: pd.Series, versus: tuple[tuple[str, A
         params = table[f"{axis}_params"].map(lambda p: json.loads(p) if p else {})
         if axis in changes:
             expected = pinned
-            mask &= params.map(lambda p: all(p.get(k, _MISSING) == v for k, v in expected.items()))
+            mask &= params.map(lambda p: all(k in p and p[k] == v for k, v in expected.items()))
         else:
             mine = json.loads(row[f"{axis}_params"]) if row[f"{axis}_params"] else {}
             expected = {**mine, **pinned}
@@ -157,9 +147,9 @@ def evaluate_claims(claims: list[Claim], results: pd.DataFrame,
                 paired = _paired(rows, other, claim.metric, claim.compare)
                 # a missing counterpart of any seed makes the claim unverifiable: NaN fails it
                 value = math.nan if any(math.isnan(v) for v in paired) else reduce(paired, claim.stat)
-                values.append((_label(group.iloc[0]), value))
+                values.append((config_label(group.iloc[0]), value))
                 continue
-            values.append((_label(group.iloc[0]), reduce(rows["value"].to_numpy(), claim.stat)))
+            values.append((config_label(group.iloc[0]), reduce(rows["value"].to_numpy(), claim.stat)))
         holds = bool(values) and all(not math.isnan(v) and OPS[claim.op](v, claim.value) for _, v in values)
         outcomes.append(ClaimOutcome(claim, holds, values))
     return outcomes

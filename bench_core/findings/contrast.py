@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from bench_core.findings.labels import full_label
-from bench_core.findings.leaderboard import component_label, metric_plugin
+from bench_core.findings.labels import component_label, full_label
+from bench_core.plan.cells import metric_plugin
 from bench_core.results.run_results import RunResults
 
 EXACT = "exact"

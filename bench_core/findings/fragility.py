@@ -23,8 +23,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from bench_core.findings.contrast import EXACT, tv_metric_for
-from bench_core.findings.labels import full_label, short_labels
-from bench_core.findings.leaderboard import component_label
+from bench_core.findings.labels import component_label, full_label, short_labels
 from bench_core.results.run_results import RunResults
 
 LOG10_EPS = "score_error.log10"

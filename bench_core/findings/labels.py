@@ -1,4 +1,7 @@
-"""Short labels for figure axes: a component's name plus only the params that tell it apart.
+"""Labels of results rows, one function per meaning: a component (:func:`component_label`), a
+configuration (:func:`config_label`), a (sampler, start) row (:func:`full_label`), and short labels
+for figure axes (:func:`short_labels`, :func:`short_names`): a component's name plus only the params
+that tell it apart. (Specs, before a run, are labelled by ``ComponentSpec.label`` and ``Cell.label``.)
 
 A full label such as ``ddpm(discretization=exponential, n_steps=1000, T=5.0)`` is exact but too
 long for a heatmap axis; cutting it would drop the one param that distinguishes two rows. Here a
@@ -11,11 +14,24 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
-from bench_core.findings.leaderboard import component_label
+from bench_core.plan.cells import AXES
 
 Component = tuple[str, str]  # (name, canonical-JSON params)
+
+
+def component_label(name: str, params: str) -> str:
+    """``name(k=v, ...)`` from a component name and its canonical-JSON params (``name`` alone if none)."""
+    items = json.loads(params) if params else {}
+    inner = ", ".join(f"{k}={v}" for k, v in items.items())
+    return f"{name}({inner})" if inner else name
+
+
+def config_label(row: Mapping[str, Any], axes: Sequence[str] = AXES) -> str:
+    """``target / score / initializer / sampler`` of a results row, each a :func:`component_label`
+    (``axes`` picks fewer, e.g. without the target under a per-target heading)."""
+    return " / ".join(component_label(row[axis], row[f"{axis}_params"]) for axis in axes)
 
 
 def _value(value: Any) -> str:

@@ -1,13 +1,14 @@
 """Leaderboards: mean, std and 95% interval over seeds, ranked within each target."""
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from bench_core.results.run_results import RunResults
+from bench_core.findings.labels import component_label
+from bench_core.plan.cells import metric_plugin
+from bench_core.results.run_results import RunResults, status_counts
 
 ROW_AXES = ["score", "score_params", "initializer", "initializer_params", "sampler", "sampler_params"]
 
@@ -19,19 +20,7 @@ def _fmt(mean: float, ci: float) -> str:
     return text if math.isnan(ci) else f"{text} ± {ci:.2g}"
 
 
-def component_label(name: str, params: str) -> str:
-    """``name(k=v, ...)`` from a component name and its canonical-JSON params (``name`` alone if none)."""
-    items = json.loads(params) if params else {}
-    inner = ", ".join(f"{k}={v}" for k, v in items.items())
-    return f"{name}({inner})" if inner else name
-
-
 NFE = "nfe.calls"
-
-
-def metric_plugin(name: str) -> str:
-    """The plugin a recorded metric name comes from: ``tv_witness`` for ``tv_witness(witness='x').lower``."""
-    return name.split("(", 1)[0].split(".", 1)[0]
 
 
 def higher_is_better(metric: str, directions: dict[str, bool]) -> bool:
@@ -104,10 +93,9 @@ def leaderboard_markdown(run: RunResults, rank_by: Optional[str] = None,
     lines = [f"# {info.get('suite', 'bench')} leaderboard", ""]
     if info.get("description"):
         lines += [info["description"], ""]
-    not_done = run.results[run.results["metric"] == "error"].drop_duplicates("cell")
-    n_cells = run.results["cell"].nunique()
-    summary = [f"{n_cells - len(not_done)} done"] + [f"{v} {k}" for k, v in not_done["status"].value_counts().items()]
-    lines += [f"Cells: {n_cells} ({', '.join(summary)}). Values are mean ± 95% t-interval over seeds.", ""]
+    counts = status_counts(run.results)
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    lines += [f"Cells: {sum(counts.values())} ({summary}). Values are mean ± 95% t-interval over seeds.", ""]
     ranked = rank_by or info.get("rank_by")
     for title, table in leaderboard_tables(run, rank_by):
         lines += [f"## {title}", ""]

@@ -15,14 +15,14 @@ import inspect
 import json
 import math
 import numbers
-from contextlib import contextmanager
 from statistics import NormalDist
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from bench_core.base.errors import SkipMetric
+from bench_core.base.torch_defaults import default_dtype
 from bench_core.components.hookspecs import PROJECT
 from bench_core.components.protocols import MetricContext, TrainingData, conformance_problem
 from bench_core.components.registry import SINGULAR
@@ -54,16 +54,6 @@ def _finite_real(v: Any) -> bool:
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _check_tensor(out: Any, who: str, what: str, shape: tuple[int, ...], dtype: torch.dtype,
@@ -117,7 +107,7 @@ def check_target(target: Any, *, n: int = 2000, seed: int = 0) -> None:
                    "give it an int attribute 'dim' and methods sample, log_prob, score")
     d = target.dim
     for dtype in (torch.float32, torch.float64):
-        with _default_dtype(dtype):
+        with default_dtype(dtype):
             gen = _gen(seed)
             x = target.sample(n, gen)
             _check_tensor(x, who, f"sample({n}, generator) under default dtype {dtype}", (n, d), dtype,
@@ -352,7 +342,7 @@ def check_sampler(sampler: Any, *, dim: int = 4, n: int = 4000, seed: int = 0,
     margins = sampler_margins(dim, n)
     targets = sampler_targets(dim)
     failures: list[tuple[int, float, str, str]] = []  # (pooled?, excess ratio, message, fix)
-    with _default_dtype(torch.float64):
+    with default_dtype(torch.float64):
         for k, (formula, kind, target) in enumerate(targets):
             score = ExactScore(target, None)
             x0 = torch.randn(n, dim, generator=_gen(seed + 2 * k + 1))

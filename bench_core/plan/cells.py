@@ -25,16 +25,17 @@ from bench_core.base.errors import BenchError, PluginError, SuiteError, did_you_
 from bench_core.components.registry import SINGULAR, Registry
 from bench_core.plan.resources import bounded_build, check_resources, check_written_sizes
 from bench_core.base.seeding import canonical_json
-from bench_core.suite.schema import COMPONENT_TABLES, ComponentSpec, Suite
+from bench_core.base.torch_defaults import default_dtype
+from bench_core.suite.schema import COMPONENT_TABLES, ComponentSpec, Suite, select_options
 from bench_core.suite.paths import suite_directory
 
 PRIOR = ComponentSpec("initializers", "prior", ())
 AXES = ("target", "score", "initializer", "sampler")
-# bench_core modules whose code changes the numbers a cell produces
 #: the harness modules whose code changes a cell's numbers (part of every cell key, with the factories' code)
-NUMERIC_CORE = ("bench_core.cell.runner", "bench_core.base.seeding", "bench_core.plan.training_data",
-                "bench_core.plan.cells", "bench_core.cell.nfe", "bench_core.plan.time_checkpoints")
-#: metric prefixes the harness records for every cell (bench_core/cost.py), with their direction
+NUMERIC_CORE = ("bench_core.cell.runner", "bench_core.base.seeding", "bench_core.base.torch_defaults",
+                "bench_core.plan.training_data", "bench_core.plan.cells", "bench_core.cell.nfe",
+                "bench_core.plan.time_checkpoints")
+#: metric prefixes the harness records for every cell (bench_core/cell/nfe.py), with their direction
 HARNESS_METRICS = {"nfe": False, "sampler": False}
 
 
@@ -186,12 +187,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def select_matches(cell: Cell, select: Iterable[tuple[str, Any]]) -> bool:
-    """Whether a cell matches ``{axis: name, "seed": s, "<axis>.<param>": value}``.
+    """Whether a cell matches ``{axis: name, "seed": s, "<axis>.<param>": value}``: the one matcher of
+    exclusions, claims (on the cells of results rows) and ``--only``.
 
-    A list value means "any of these" (to select a list-valued param, nest it: ``[[1, 2]]``).
+    The select holds frozen values (:func:`bench_core.suite.schema.freeze`, as the cell's params). A
+    list means "any of these" (to select a list-valued param, nest it: ``[[1, 2]]``); a table is one value.
     """
     for key, wanted in select:
-        options = wanted if isinstance(wanted, tuple) else (wanted,)
+        options = select_options(wanted)
         if key == "step":
             continue  # a checkpoint, not a property of the cell (claims read it from trajectory.csv)
         if key == "seed":
@@ -225,6 +228,12 @@ def metric_prefix(name: str) -> str:
     if "(" in name and ")" in name:
         return name[: name.rindex(")") + 1]
     return name.split(".", 1)[0]
+
+
+def metric_plugin(name: str) -> str:
+    """The plugin a recorded metric name comes from: ``tv_witness`` for ``tv_witness(witness='x').lower``
+    (directions, ``higher_is_better`` in run.json, are kept by plugin)."""
+    return metric_prefix(name).split("(", 1)[0]
 
 
 def metric_display_names(specs: list[ComponentSpec]) -> dict[ComponentSpec, str]:
@@ -266,19 +275,13 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
         for spec in suite.components[kind]:
             built[kind][spec] = _instantiate(suite, registry, spec)
     check_resources(suite, built["targets"], built["samplers"])
-    dtype = getattr(torch, suite.dtype)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with suite_directory(suite.path):
-            for target_spec, target in built["targets"].items():
-                data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
-                for spec in suite.components["scores"]:
-                    built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
-                for spec, initializer in built["initializers"].items():
-                    _try_initializer(suite, spec, initializer, target, target_spec, data)
-    finally:
-        torch.set_default_dtype(previous)
+    with default_dtype(getattr(torch, suite.dtype)), suite_directory(suite.path):
+        for target_spec, target in built["targets"].items():
+            data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
+            for spec in suite.components["scores"]:
+                built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
+            for spec, initializer in built["initializers"].items():
+                _try_initializer(suite, spec, initializer, target, target_spec, data)
     metric_names = set(metric_display_names(suite.components["metrics"]).values()) | set(HARNESS_METRICS)
     for claim in suite.claims:
         where = suite.where("claims", claim.index, "metric")
@@ -329,7 +332,7 @@ class Plan:
             check_select_keys(claim.select, where)
             check_select_keys(claim.versus, suite.where("claims", claim.index, "versus"))
             steps = dict(claim.select).get("step")
-            for step in (steps if isinstance(steps, tuple) else (steps,)) if steps is not None else ():
+            for step in select_options(steps) if steps is not None else ():
                 if step not in suite.checkpoints:
                     raise SuiteError(f"{where}: claim selects step {step!r}, which is not in [suite] checkpoints "
                                      f"{suite.checkpoints}; add it there")

@@ -15,8 +15,7 @@ import pandas as pd
 from bench_core.report import figures
 from bench_core.findings.contrast import bound_tag, contrast_tables, eps0_text, tv_metric_for
 from bench_core.report.html_parts import escape as _e, figure as _figure, table as _table
-from bench_core.findings.labels import full_label, short_labels, short_names
-from bench_core.findings.leaderboard import component_label
+from bench_core.findings.labels import component_label, full_label, short_labels, short_names
 from bench_core.results.run_results import RunResults
 
 

@@ -1,4 +1,4 @@
-"""``report.html``: one self-contained page per results folder (DESIGN sections 7 and 8).
+"""``report.html``: one self-contained page per results folder (docs/architecture.md, Result files).
 
 From the top: the headline (:mod:`.html_headline`: the fragility curve, its sentence, the claims),
 the contrast (:mod:`.html_contrast`), the leaderboards (styled: best per column, rows with seeds not
@@ -25,9 +25,10 @@ from bench_core.base.errors import ResultsError
 from bench_core.report.html_contrast import contrast_section
 from bench_core.report.html_headline import headline_section
 from bench_core.report.html_parts import escape as _e, figure as _figure, table as _table
-from bench_core.findings.leaderboard import component_label, higher_is_better, leaderboard_tables
+from bench_core.findings.labels import component_label, config_label
+from bench_core.findings.leaderboard import higher_is_better, leaderboard_tables
 from bench_core.report.suite_views import suite_views
-from bench_core.results.run_results import RESULT_COLUMNS, RunResults, load_results
+from bench_core.results.run_results import RESULT_COLUMNS, RunResults, load_results, status_counts
 
 MAX_TRAJECTORY_FIGURES = 4  # per target
 MAX_SAMPLE_VIEWS = 12
@@ -49,11 +50,11 @@ img{max-width:100%}code{font-size:12px}.note{color:#555;font-size:13px}
 
 
 def _config_labels(frame: pd.DataFrame) -> pd.Series:
-    """``score / initializer / sampler`` with params, computed once per configuration."""
+    """``score / initializer / sampler`` with params (:func:`config_label`), once per configuration."""
     labels = pd.Series("", index=frame.index, dtype=object)
     columns = [c for axis in _AXES for c in (axis, f"{axis}_params")]
     for key, index in frame.groupby(columns, sort=False).groups.items():
-        labels[index] = " / ".join(component_label(key[2 * i], key[2 * i + 1]) for i in range(len(_AXES)))
+        labels[index] = config_label(dict(zip(columns, key)), _AXES)
     return labels
 
 
@@ -66,15 +67,14 @@ def _title(run: RunResults) -> str:
 def _details(run: RunResults) -> str:
     """The run's settings and its provenance: versions, commit, command, machine, time per sampler."""
     info, results = run.info, run.results
-    n_cells = results["cell"].nunique()
-    not_done = results[results["metric"] == "error"].drop_duplicates("cell")["status"].value_counts()
-    counts = [f"{n_cells - int(not_done.sum())} done"] + [f"{n} {status}" for status, n in not_done.items()]
+    counts = status_counts(results)
+    n_cells = sum(counts.values())
     prov = info.get("provenance") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
     per_cell = results.drop_duplicates("cell")
     cell_seconds = float(per_cell["wall_s"].sum()) if "wall_s" in per_cell else math.nan
     elapsed = prov.get("elapsed_s")
-    fields = [("cells", f"{n_cells} ({', '.join(counts)})"),
+    fields = [("cells", f"{n_cells} ({', '.join(f'{n} {status}' for status, n in counts.items())})"),
               ("seeds", ", ".join(str(s) for s in info.get("seeds", [])) or "n/a"),
               ("n_samples", info.get("n_samples", "n/a")), ("device", info.get("device", "n/a")),
               ("dtype", info.get("dtype", "n/a")), ("ranking metric", info.get("rank_by") or "n/a"),
@@ -146,7 +146,7 @@ def _sample_views(run: RunResults) -> str:
              "c = 0) and an orthogonal axis v. Grey: the target.</p>"]
     for key in [k for k in cells.index if k in run.views][:MAX_SAMPLE_VIEWS]:
         r = cells.loc[key]
-        title = " / ".join(component_label(r[a], r[f"{a}_params"]) for a in ("target", *_AXES))
+        title = config_label(r)
         parts.append(_figure(sample_figures.sample_view_figure(run.views[key], title), title))
     return "".join(parts)
 
@@ -193,8 +193,8 @@ def _not_done(run: RunResults) -> str:
 
 
 def render_html(run: RunResults, out_dir: Optional[Path] = None) -> str:
-    """The whole report as one HTML document (see the module docstring); ``out_dir``, the results
-    folder, lets the suite views find what lives beside it (the suite file, the network cache)."""
+    """The whole report as one HTML document (see the module docstring); ``out_dir``: the results
+    folder, when ``run.folder`` does not name it (the suite views read the loss curves kept there)."""
     sections = [("contrast", "Contrast", contrast_section(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
                 *suite_views(run, out_dir), ("samples", "Samples of the claimed cells", _sample_views(run)),
                 ("trajectories", "Trajectories", _trajectories(run)),

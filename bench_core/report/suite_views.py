@@ -13,7 +13,8 @@ same shape gets the view too.
   trajectory.csv and/or the sampler's ``n_steps``): TV against the horizon, a line per score.
 - ``view-section4``: targets with a learned score (``ddpm_mlp``, ``empirical``, ``network``) and any of
   :data:`S4_METRICS`: per-start bars and table, the memorization curve over an ``epochs`` grid, and
-  ``ddpm_mlp``'s training loss curves from the network cache.
+  ``ddpm_mlp``'s training loss curves, read from the copies in the results folder that run.json's
+  ``networks`` lists (never from the suite file or the network cache).
 
 Values are means over seeds ± the 95% Student-t half-width (as in the leaderboard); every text from
 the data is HTML-escaped; figures are base64 PNG from :mod:`bench_core.report.view_figures`.
@@ -32,12 +33,11 @@ import pandas as pd
 from bench_core.report import view_figures as figures
 from bench_core.findings.contrast import tv_metric_for
 from bench_core.report.html_parts import escape as _e, figure as _figure, table as _table
-from bench_core.findings.labels import short_names
-from bench_core.findings.leaderboard import component_label
+from bench_core.findings.labels import component_label, short_names
 from bench_core.results.run_results import RunResults
 from bench_core.base.stats import ci95_halfwidth
 
-# Cao, Chen, Sridharan, Wu (2026), Table 1, as given in PAPER.md ("Theorem 1: ball trap"): d = 50, ULA
+# Cao, Chen, Sridharan, Wu (2026), Table 1 (Theorem 1, the ball trap): d = 50, ULA
 # h = 0.0025 for 1000 steps from N(0, I), 10 trials. a -> (||mu||, KL with the true score, KL with s_hat
 # as the paper predicts it: ~25 a^2 = KL(N(0, I) || N(a 1, I_50)), the KL of trapped particles).
 PAPER_TABLE1 = {1: (7.07, 0.308, 25.0), 2: (14.1, 0.815, 100.0), 3: (21.2, 1.66, 225.0), 4: (28.3, 2.84, 400.0),
@@ -183,49 +183,56 @@ def _theorem11(run: RunResults) -> str:
             "<code>n_steps</code>; step 0 has no place on the log axis.</p>" + "".join(parts)) if parts else ""
 
 
-def _loss_curves(run: RunResults, out_dir: Optional[Path]) -> tuple[pd.DataFrame, str]:
-    """``ddpm_mlp`` loss curves from the network cache, found through the suite file; or no rows and why not."""
-    recorded = str(run.info.get("suite_path") or "")
-    bases = [Path.cwd()] + ([Path(out_dir), *Path(out_dir).resolve().parents[:2]] if out_dir else [])
-    path = next((b / recorded for b in bases if recorded and (b / recorded).is_file()), None)
-    if path is None:
-        return pd.DataFrame(), f"the suite file '{recorded}' named in run.json is not found from here"
-    try:
-        from bench_core.cell.runner import CellRunner
-        from bench_core.base.seeding import canonical_json as cj
-        from bench_core.pipeline import plan_suite
-        from bench_core.run.training import collect_jobs
-
-        plan = plan_suite(path, allow_large=True)
-        r = run.results  # the suite's cells that this run holds, matched by spec (cell ids change with the code)
-        have = set(zip(r["target"], r["target_params"], r["score"], r["score_params"], r["seed"].astype(int)))
-        cells = [c for c in plan.cells if c.score.name == "ddpm_mlp"
-                 and (c.target.name, cj(c.target.kwargs), c.score.name, cj(c.score.kwargs), c.seed) in have]
-        owners: dict[Any, str] = {}
-        jobs = {job.key: job for job in collect_jobs(CellRunner(plan), cells, owners)}
-        frames = []
-        for (target, score, _seed), key in owners.items():
-            job, names = jobs[key], jobs[key].entry.snapshots()
-            if names and (job.entry.path / names[-1] / "loss.csv").is_file():
-                curve = pd.read_csv(job.entry.path / names[-1] / "loss.csv")  # the last snapshot has every epoch
-                curve = curve[curve["epoch"] <= max(job.snapshots)]  # another suite may have trained it further
-                frames.append(curve.assign(target=component_label(target.name, cj(target.kwargs)), score="ddpm_mlp",
-                                           score_params=_without(cj(score.kwargs), "epochs"), run=key,
-                                           mark=[tuple(sorted(job.snapshots))] * len(curve)))
-    except Exception as exc:  # an optional figure must never fail the report
-        return pd.DataFrame(), f"the networks could not be located ({type(exc).__name__}: {exc})"
+def _loss_curves(run: RunResults, folder: Optional[Path]) -> tuple[pd.DataFrame, str]:
+    """The training loss of each ``ddpm_mlp`` network this run's cells use, read from the results folder
+    (run.json's ``networks`` names the copies, ``networks/<key>/loss.csv``); and what is missing, if anything."""
+    networks = run.info.get("networks")
+    if not isinstance(networks, list):
+        return pd.DataFrame(), ("run.json has no record of the trained networks (a folder written by an older "
+                                "bench); running the suite again into this folder records them")
+    r = run.results
+    have = set(zip(r["target"], r["target_params"], r["score"], r["score_params"], r["seed"].astype(int)))
+    frames, missing = [], []
+    for net in networks:
+        try:
+            uses = [u for u in net.get("uses") or () if u.get("score") == "ddpm_mlp" and (
+                u.get("target"), u.get("target_params"), u.get("score"), u.get("score_params"), int(u.get("seed")))
+                in have]
+            if not uses:
+                continue
+            relative = net.get("loss_curve") or f"networks/{net.get('key')}/loss.csv"
+            path = Path(folder) / relative if folder is not None else None
+            if path is None or not path.is_file():
+                missing.append(str(relative))
+                continue
+            curve = pd.read_csv(path)
+            marks = tuple(sorted(int(e) for e in net.get("snapshots") or ()))
+            curve = curve[curve["epoch"] <= max(marks)] if marks else curve
+            for u in uses:
+                frames.append(curve.assign(target=component_label(u["target"], u["target_params"]), score=u["score"],
+                                           score_params=_without(u["score_params"], "epochs"), run=str(net["key"]),
+                                           mark=[marks] * len(curve)))
+        except Exception as exc:  # noqa: BLE001 - an optional figure must never fail the report
+            missing.append(f"{net.get('loss_curve') or net.get('key')} ({type(exc).__name__}: {exc})"
+                           if isinstance(net, dict) else f"an unreadable record ({type(net).__name__})")
+    notes = []
+    if missing:
+        where = f" of '{folder}'" if folder is not None else ""
+        notes.append(f"{len(missing)} loss curve(s) missing from the results folder{where}: {', '.join(missing)}")
+    if not frames and not missing:
+        notes.append("run.json records no trained network for this run's ddpm_mlp cells")
     if not frames:
-        return pd.DataFrame(), "none of this run's networks is in the cache (another BENCH_CACHE, or changed code)"
-    frame = pd.concat(frames, ignore_index=True).drop_duplicates(["run", "epoch"])
-    return frame.assign(network=_short_labels(frame, "score")), ""
+        return pd.DataFrame(), "; ".join(notes)
+    frame = pd.concat(frames, ignore_index=True).drop_duplicates(["run", "target", "epoch"])
+    return frame.assign(network=_short_labels(frame, "score")), "; ".join(notes)
 
 
-def _section4(run: RunResults, out_dir: Optional[Path]) -> str:
+def _section4(run: RunResults, folder: Optional[Path]) -> str:
     s = run.summary
     present = [m for m in S4_METRICS if (s["metric"] == m).any()]
     if not present or not s["score"].isin(LEARNED).any():
         return ""
-    losses, why = _loss_curves(run, out_dir) if (run.results["score"] == "ddpm_mlp").any() else (pd.DataFrame(), "")
+    losses, why = _loss_curves(run, folder) if (run.results["score"] == "ddpm_mlp").any() else (pd.DataFrame(), "")
     parts = []
     for (target, tparams), block in s[s["metric"].isin(present)].groupby(["target", "target_params"], sort=False):
         if not block["score"].isin(LEARNED).any():
@@ -248,9 +255,10 @@ def _section4(run: RunResults, out_dir: Optional[Path]) -> str:
             png = figures.loss_curves(mine, title=f"{title}: ddpm_mlp training loss",
                                       marks=sorted({e for m in mine["mark"] for e in m}))
             parts.append(_figure(png, f"{title}: DDPM training loss of each network (one per seed and recipe) "
-                                      "against the epoch, read from the network cache"))
+                                      "against the epoch, as recorded in the results folder"))
     if why:
-        parts.append(f'<p class="note">Training loss curves not shown: {_e(why)}.</p>')
+        shown = "Some training loss curves not shown" if len(losses) else "Training loss curves not shown"
+        parts.append(f'<p class="note">{shown}: {_e(why)}.</p>')
     return ('<p class="note">Section 4: learned scores from each start (initializer; <code>prior</code>: a diffusion '
             "sampler's own start). Labels leave out the params shared by every configuration of a component.</p>"
             + "".join(parts)) if parts else ""
@@ -278,10 +286,10 @@ def _memorization(block: pd.DataFrame, title: str) -> str:
 def suite_views(run: RunResults, out_dir: Optional[Path] = None) -> list[tuple[str, str, str]]:
     """(anchor, heading, html) for each view whose data is present in the run; [] when none.
 
-    ``out_dir``, the results folder, helps find the suite file named in run.json when that path is
-    relative to another working directory (the default ``reports/<suite>/`` layout)."""
+    ``out_dir``: the results folder, when ``run`` does not name it (``run.folder``); the views read
+    nothing outside it."""
     views = [("view-table1", "Table 1: the paper against bench", _table1(run)),
              ("view-theorem7", "Theorem 7: TV against dimension", _theorem7(run)),
              ("view-theorem11", "Theorem 11: TV against the horizon", _theorem11(run)),
-             ("view-section4", "Section 4: learned scores", _section4(run, out_dir))]
+             ("view-section4", "Section 4: learned scores", _section4(run, run.folder or out_dir))]
     return [view for view in views if view[2]]

@@ -1,4 +1,4 @@
-"""Tidy results: ``results.csv`` / ``trajectory.csv`` (DESIGN section 7) and their loading.
+"""Tidy results: ``results.csv`` / ``trajectory.csv`` (docs/architecture.md, Result files) and their loading.
 
 A done cell has one row per metric (a metric that did not apply has status ``skipped``);
 a cell that is not done keeps one row with metric ``error`` and the reason.
@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -36,6 +36,7 @@ class RunResults:
     trajectory: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
     views: dict[str, dict] = field(default_factory=dict)  # cell key -> sample view (bench_core.cell.sample_views)
+    folder: Optional[Path] = None  # the results folder the tables belong to (files the report reads beside them)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -52,6 +53,14 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(n="count", mean="mean", std="std").reset_index()
     out["ci95"] = grouped.apply(lambda v: ci95_halfwidth(v.to_numpy())).to_numpy()
     return out
+
+
+def status_counts(results: pd.DataFrame) -> dict[str, int]:
+    """Cells per status: ``done`` first, then the statuses of the cells not done, most frequent first
+    (a cell not done has one row, with metric ``error``)."""
+    not_done = results[results["metric"] == "error"].drop_duplicates("cell")["status"].value_counts()
+    return {"done": int(results["cell"].nunique() - not_done.sum()),
+            **{str(status): int(n) for status, n in not_done.items()}}
 
 
 def tidy_tables(store: Store, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -102,4 +111,4 @@ def load_results(out_dir: str | Path) -> RunResults:
                   else pd.DataFrame(columns=TRAJECTORY_COLUMNS))
     info_path = out_dir / "run.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    return RunResults(results, trajectory, info, load_views(out_dir, set(results["cell"].astype(str))))
+    return RunResults(results, trajectory, info, load_views(out_dir, set(results["cell"].astype(str))), out_dir)

@@ -212,15 +212,6 @@ class Store:
         return [MetricRow(metric, math.nan if value is None else value, status, reason or "", step, t, key, base)
                 for metric, value, status, reason, step, t, key, base in self.conn.execute(query, (row[0],))]
 
-    def set_meta(self, name: str, value: object) -> None:
-        with self._translated(), self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
-
-    def get_meta(self, name: str, default: object = None) -> object:
-        with self._translated():
-            row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return default if row is None else json.loads(row[0])
-
     def frames(self, keys: Optional[Iterable[str]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(cells, metrics) tables, restricted to ``keys`` when given."""
         with self._translated():

@@ -1,4 +1,4 @@
-"""Suite files (TOML): parsing and validation before anything runs (DESIGN section 6).
+"""Suite files (TOML): parsing and validation before anything runs (docs/architecture.md, Stages).
 
 Every problem is a :class:`SuiteError` whose message starts with ``file:line:`` and names
 the table and the fix.
@@ -138,13 +138,13 @@ class ComponentSpec:
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return {k: _thaw(v) for k, v in self.params}
+        return {k: thaw(v) for k, v in self.params}
 
     def key(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.kwargs}
 
     def label(self) -> str:
-        inner = ", ".join(f"{k}={_thaw(v)!r}" for k, v in self.params)
+        inner = ", ".join(f"{k}={thaw(v)!r}" for k, v in self.params)
         return f"{self.name}({inner})" if inner else self.name
 
 
@@ -152,18 +152,30 @@ class _FrozenDict(tuple):
     """A table param, frozen as sorted (key, value) pairs so specs stay hashable."""
 
 
-def _freeze(value: Any) -> Any:
+def freeze(value: Any) -> Any:
+    """A TOML or JSON value made hashable: lists become tuples, tables :class:`_FrozenDict` s."""
     if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     if isinstance(value, dict):
-        return _FrozenDict(sorted((k, _freeze(v)) for k, v in value.items()))
+        return _FrozenDict(frozen_items(value))
     return value
 
 
-def _thaw(value: Any) -> Any:
+def frozen_items(table: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A table's (key, :func:`freeze` d value) pairs in key order: how specs and selects hold params."""
+    return tuple(sorted((k, freeze(v)) for k, v in table.items()))
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of :func:`freeze`: tuples back to lists, frozen tables back to dicts."""
     if isinstance(value, _FrozenDict):
-        return {k: _thaw(v) for k, v in value}
-    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
+        return {k: thaw(v) for k, v in value}
+    return [thaw(v) for v in value] if isinstance(value, tuple) else value
+
+
+def select_options(wanted: Any) -> tuple:
+    """The values a (frozen) select entry accepts: a list is any of its entries, a table is one value."""
+    return wanted if isinstance(wanted, tuple) and not isinstance(wanted, _FrozenDict) else (wanted,)
 
 
 @dataclass(frozen=True)
@@ -297,7 +309,7 @@ def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list
     specs = []
     for point in itertools.product(*(grid[a] for a in axes)):
         merged = {**params, **dict(zip(axes, point))}
-        specs.append(ComponentSpec(kind, name, tuple(sorted((k, _freeze(v)) for k, v in merged.items())), index))
+        specs.append(ComponentSpec(kind, name, frozen_items(merged), index))
     return specs
 
 
@@ -337,8 +349,8 @@ def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
     if "compare" in entry and "versus" not in entry:
         raise SuiteError(f"{_where(path, loc, 'claims', index, 'compare')}: {label} compare needs versus = {{ ... }}, "
                          "the configuration to compare with")
-    select = tuple(sorted((k, _freeze(v)) for k, v in entry.get("select", {}).items()))
-    versus = tuple(sorted((k, _freeze(v)) for k, v in entry.get("versus", {}).items()))
+    select = frozen_items(entry.get("select", {}))
+    versus = frozen_items(entry.get("versus", {}))
     return Claim(entry["metric"], entry["op"], float(entry["value"]), select,
                  entry.get("stat", "mean"), entry.get("why", ""), index, versus, entry.get("compare", "ratio"))
 
@@ -352,7 +364,7 @@ def _exclusion(path: Path, loc: Locator, index: int, entry: Any) -> Exclusion:
                          "select = { sampler = \"ula\", \"score.schedule\" = \"naive\" }")
     if not isinstance(entry.get("why", ""), str):
         raise SuiteError(f"{_where(path, loc, 'exclude', index, 'why')}: {label} why must be a string")
-    return Exclusion(tuple(sorted((k, _freeze(v)) for k, v in select.items())), entry.get("why", ""), index)
+    return Exclusion(frozen_items(select), entry.get("why", ""), index)
 
 
 def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:

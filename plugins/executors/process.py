@@ -33,11 +33,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
-from bench_core import hookimpl
-from bench_core.components.discovery import BUILTIN_MODULES
+from bench_core import WORKER_MODULES, hookimpl
 
 #: imported once by the fork server, so that a forked worker starts with them loaded
-PRELOAD = ("bench_core.run.tasks", "bench_core.run.training", *BUILTIN_MODULES)
+PRELOAD = WORKER_MODULES
 #: set for the fork server only: torch (and any OpenMP library) on one thread, so it stays single-threaded
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

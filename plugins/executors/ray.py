@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from bench_core import hookimpl
-from bench_core.base.artifact_cache import install_entry, pack_entry
-from bench_core.base.errors import ComponentError
+from bench_core import ComponentError, hookimpl, install_entry, pack_entry
 
 #: environment variables a worker must see as the driver does (cache of trained networks, plugin filter,
 #: the opt-in to model factories)

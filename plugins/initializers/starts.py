@@ -12,9 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import positive_int, vector
-from bench_core.components.protocols import Target, TrainingData
+from bench_core import Target, TrainingData, hookimpl, positive_int, vector
 
 
 def _fill(points: Tensor, n: int) -> Tensor:

@@ -16,10 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipMetric
-from bench_core.components.params import positive_float, tensor_size
-from bench_core.components.protocols import MetricContext
+from bench_core import MetricContext, SkipMetric, hookimpl, positive_float, tensor_size
 
 from .float64_blocks import norms64
 
@@ -44,10 +41,10 @@ def _reference_pool(ctx: MetricContext, needed: int, device: torch.device) -> Te
     return ref
 
 
-def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n: int) -> dict[str, float]:
+def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n_mc: int) -> dict[str, float]:
     """``value = loss(X, Y_a)`` and ``null = loss(Y_a, Y_b)``.
 
-    ``X``: ``m = min(n, #samples)`` produced points (random subset); ``Y_a``, ``Y_b``: two
+    ``X``: ``m = min(n_mc, #samples)`` produced points (random subset); ``Y_a``, ``Y_b``: two
     disjoint random subsets of ``m`` reference points each. ``null`` is one draw of the
     metric's value when the samples are exact: the finite-sample floor ``value`` is to be
     compared with.
@@ -58,7 +55,7 @@ def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n: int) -> dict[s
         raise SkipMetric("no samples")
     if not torch.isfinite(samples).all():
         raise SkipMetric("non-finite samples")
-    m = min(n, samples.shape[0])
+    m = min(n_mc, samples.shape[0])
     x = samples[_perm(samples.shape[0], ctx.generator, device)[:m]].to(F64)  # the subset only, in float64
     ref = _reference_pool(ctx, 2 * m, device)
     idx = _perm(ref.shape[0], ctx.generator, device)
@@ -91,7 +88,7 @@ def sinkhorn_divergence(x: Tensor, y: Tensor, *, p: int = 2, blur: float = 0.01,
 
 
 class Sinkhorn:
-    r"""Debiased Sinkhorn divergence (geomloss) between n produced and n reference points.
+    r"""Debiased Sinkhorn divergence (geomloss) between ``n_mc`` produced and ``n_mc`` reference points.
 
     PAPER protocol (Sections 4 and 9): p = 2, blur = 0.01, 500 produced vs 500 of the target
     samples. See :func:`sinkhorn_divergence` for the formula (for p = 2 the cost is
@@ -100,7 +97,7 @@ class Sinkhorn:
     Keys
     ----
     value : float
-        ``S(X, Y_a)``: ``m = min(n, #samples)`` produced points vs ``m`` reference points.
+        ``S(X, Y_a)``: ``m = min(n_mc, #samples)`` produced points vs ``m`` reference points.
     null : float
         ``S(Y_a, Y_b)`` between two disjoint random subsets of ``m`` reference points (topped
         up with exact target draws from ``ctx.generator`` when the reference has < 2m rows):
@@ -112,21 +109,25 @@ class Sinkhorn:
         Exponent of the cost (1 or 2).
     blur : float, default 0.01
         Entropic blur; ``epsilon = blur^p``.
-    n : int, default 500
-        Produced points compared with as many reference points (the paper: 500 vs 500).
+    n_mc : int, default 500
+        Monte Carlo size: the most produced points compared, with as many reference points.
+        A random subset of the samples; ``null`` uses twice as many reference points (the paper:
+        500 vs 500).
     scaling : float, default 0.9
         geomloss's epsilon-scaling ratio (closer to 1: more iterations, more accurate).
     """
 
     higher_is_better = False
     keys = ("value", "null")  # returned by __call__ (checked by bench check)
+    #: old param names, answered by `bench check` with the new one
+    renamed = {"n": "n_mc"}
 
-    def __init__(self, p: int = 2, blur: float = 0.01, n: int = 500, scaling: float = 0.9) -> None:
+    def __init__(self, p: int = 2, blur: float = 0.01, n_mc: int = 500, scaling: float = 0.9) -> None:
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"parameter 'p' must be 1 or 2, got {p!r}")
         self.p = p
         self.blur = positive_float("blur", blur)
-        self.n = tensor_size("n", n, what="the subsample")
+        self.n_mc = tensor_size("n_mc", n_mc, what="the subsample")
         self.scaling = positive_float("scaling", scaling)
         if not self.scaling < 1.0:
             raise ValueError(f"parameter 'scaling' must be in (0, 1), got {scaling!r}")
@@ -135,7 +136,7 @@ class Sinkhorn:
         def loss(x: Tensor, y: Tensor) -> float:
             return sinkhorn_divergence(x, y, p=self.p, blur=self.blur, scaling=self.scaling)
 
-        return _value_and_null(loss, samples, ctx, self.n)
+        return _value_and_null(loss, samples, ctx, self.n_mc)
 
 
 # ---------------------------------------------------------------- energy
@@ -159,23 +160,26 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
 
 
 class Energy:
-    r"""Energy distance (geomloss ``"energy"``, see :func:`energy_distance`) between n produced
-    and n reference points; ``value`` and ``null`` as for ``sinkhorn``.
+    r"""Energy distance (geomloss ``"energy"``, see :func:`energy_distance`) between ``n_mc`` produced
+    and ``n_mc`` reference points; ``value`` and ``null`` as for ``sinkhorn``.
 
     Parameters
     ----------
-    n : int, default 2000
-        Produced points compared with as many reference points.
+    n_mc : int, default 2000
+        Monte Carlo size: the most produced points compared, with as many reference points.
+        A random subset of the samples; ``null`` uses twice as many reference points.
     """
 
     higher_is_better = False
     keys = ("value", "null")  # returned by __call__ (checked by bench check)
+    #: old param names, answered by `bench check` with the new one
+    renamed = {"n": "n_mc"}
 
-    def __init__(self, n: int = 2000) -> None:
-        self.n = tensor_size("n", n, what="the subsample")
+    def __init__(self, n_mc: int = 2000) -> None:
+        self.n_mc = tensor_size("n_mc", n_mc, what="the subsample")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        return _value_and_null(energy_distance, samples, ctx, self.n)
+        return _value_and_null(energy_distance, samples, ctx, self.n_mc)
 
 
 # ---------------------------------------------------------------- radius

@@ -12,10 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipMetric
-from bench_core.components.params import open_interval_float
-from bench_core.components.protocols import MetricContext
+from bench_core import MetricContext, SkipMetric, hookimpl, open_interval_float
 
 
 F64 = torch.float64

@@ -4,9 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipMetric
-from bench_core.components.protocols import MetricContext
+from bench_core import MetricContext, SkipMetric, hookimpl
 
 from .float64_blocks import mean64, scatter64
 

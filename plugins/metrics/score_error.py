@@ -13,10 +13,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipMetric
-from bench_core.components.params import nonnegative_int, tensor_size
-from bench_core.components.protocols import MetricContext
+from bench_core import MetricContext, SkipMetric, hookimpl, nonnegative_int, tensor_size
 
 from bench_plugins.samplers.cld import cld_transition
 from bench_plugins.scores.exact import ExactScore
@@ -147,18 +144,22 @@ class ScoreError:
     Parameters
     ----------
     n_mc : int, default 0
-        0: use ``ctx.reference``; otherwise the number of fresh target samples.
-    n_bar : int, default 1000
-        Points per time node for ``bar_sq`` (the first ``n_bar`` of the t = 0 points, noised).
+        Monte Carlo size at t = 0: fresh target samples for ``sq`` (0: ``ctx.reference``).
+        ``sq`` averages over these points.
+    n_mc_bar : int, default 1000
+        Monte Carlo size of each time node of ``bar_sq`` (the first of the t = 0 points, noised).
+        Diffusion samplers only: for Langevin samplers ``bar_sq = sq``.
     bar_nodes : int, default 200
         Largest number of time nodes for ``bar_sq`` (see :func:`time_blocks`).
     """
 
     higher_is_better = False
+    #: old param names, answered by `bench check` with the new one
+    renamed = {"n_bar": "n_mc_bar"}
 
-    def __init__(self, n_mc: int = 0, n_bar: int = 1000, bar_nodes: int = 200) -> None:
+    def __init__(self, n_mc: int = 0, n_mc_bar: int = 1000, bar_nodes: int = 200) -> None:
         self.n_mc = nonnegative_int("n_mc", n_mc)
-        self.n_bar = tensor_size("n_bar", n_bar, what="the draws of each time node")
+        self.n_mc_bar = tensor_size("n_mc_bar", n_mc_bar, what="the draws of each time node")
         self.bar_nodes = tensor_size("bar_nodes", bar_nodes, what="the time nodes")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
@@ -173,7 +174,7 @@ class ScoreError:
         norm2 = float(exact.pow(2).sum(-1).mean())
         rel = sq / norm2 if norm2 > 0 else (0.0 if sq == 0 else math.inf)
         out = {"sq": sq, "se": se, **self._log10(sq, ctx), "rel": rel}
-        out.update(self._time_averaged(ctx, x[: self.n_bar], sq))
+        out.update(self._time_averaged(ctx, x[: self.n_mc_bar], sq))
         diagnostics = optional_method(ctx.score, "diagnostics")
         if diagnostics is not None:
             for key, value in (diagnostics() or {}).items():

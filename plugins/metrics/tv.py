@@ -20,11 +20,8 @@ import torch
 from scipy.stats import beta as beta_dist
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipMetric, did_you_mean
-from bench_core.components.params import open_interval_float, positive_float, positive_int, tensor_size
-from bench_core.components.discovery import get_registry
-from bench_core.components.protocols import MetricContext
+from bench_core import (MetricContext, SkipMetric, did_you_mean, get_registry, hookimpl, open_interval_float,
+                        positive_float, positive_int, tensor_size)
 
 from .score_error import SAMPLE_CHUNK, draw_target, optional_method
 
@@ -75,7 +72,7 @@ class TVWitness:
     For any measurable A, :math:`\mathrm{TV}(P, \pi) = \sup_B |P(B) - \pi(B)| \ge |P(A) - \pi(A)|`.
     ``A`` is ``score.region`` (where the estimate is deliberately wrong). With ``k`` of the ``n``
     samples in A, :math:`\hat p = k/n`; ``q = pi(A)`` is ``exp(score.region_log_mass(target))``
-    when available (closed form), else :math:`\hat q = k_q / m` from ``m = n_mass`` fresh target
+    when available (closed form), else :math:`\hat q = k_q / m` from ``m = n_mc`` fresh target
     samples drawn with ``ctx.generator``. ``alpha = 1 - confidence``; ``L_a(k, n)`` and
     ``U_a(k, n)`` are the exact one-sided Clopper-Pearson bounds at level ``a``
     (``P(L > p) <= a``, ``P(U < p) <= a``; scipy.stats.beta.ppf).
@@ -107,8 +104,9 @@ class TVWitness:
     ----------
     confidence : float, default 0.95
         The one-sided coverage of ``lower``.
-    n_mass : int, default 100000
-        Fresh target samples used to estimate pi(A) when no closed form is available.
+    n_mc : int, default 100000
+        Monte Carlo size: fresh target samples estimating pi(A) when it has no closed form.
+        Unused when the region's mass is known in closed form.
     witness : str, optional
         Take A from this registered score estimate (built on the cell's target and data with
         ``witness_params``) instead of the cell's own estimate. This puts every cell of a
@@ -121,18 +119,29 @@ class TVWitness:
 
     higher_is_better = True
     keys = ("estimate", "lower", "p_samples", "p_target")  # returned by __call__ (checked by bench check)
+    #: old param names, answered by `bench check` with the new one
+    renamed = {"n_mass": "n_mc"}
 
-    def __init__(self, confidence: float = 0.95, n_mass: int = 100_000, witness: Optional[str] = None,
+    def __init__(self, confidence: float = 0.95, n_mc: int = 100_000, witness: Optional[str] = None,
                  witness_params: Optional[dict] = None) -> None:
         self.confidence = open_interval_float("confidence", confidence, 0.0, 1.0)
-        self.n_mass = tensor_size("n_mass", n_mass, what="the fresh target draws")
+        self.n_mc = tensor_size("n_mc", n_mc, what="the fresh target draws")
         if witness is not None:
             known = get_registry().names("scores")
             if witness not in known:
                 raise ValueError(f"parameter 'witness': unknown score '{witness}'{did_you_mean(witness, known)}; "
                                  f"known: {', '.join(known)}")
-        if witness_params is not None and (witness is None or not isinstance(witness_params, dict)):
-            raise ValueError("parameter 'witness_params' must be a table and needs 'witness'")
+        if witness_params is not None:
+            if witness is None:
+                raise ValueError("parameter 'witness_params' is not used without witness (the region is then the "
+                                 "cell's own estimate's); set witness to a score, or remove it")
+            if not isinstance(witness_params, dict):
+                raise ValueError(f"parameter 'witness_params' must be a table of the witness score's params, "
+                                 f"got {witness_params!r}")
+            try:  # their names and types now, not in every cell
+                get_registry().check_params("scores", witness, witness_params, n_positional=2)
+            except ValueError as exc:
+                raise ValueError(f"parameter 'witness_params': {exc}") from None
         self.witness, self.witness_params = witness, dict(witness_params or {})
         self._witness: Optional[tuple[Any, Any, Any]] = None  # (target, data, estimate), per cell
 
@@ -166,7 +175,7 @@ class TVWitness:
             up_p = clopper_pearson_upper(k, n, alpha / 2)
             lower = max(lo_p - q, q - up_p, 0.0)
         else:
-            m = self.n_mass
+            m = self.n_mc
             kq = _count_in_region(region, draw_target(ctx, m))
             q = kq / m
             a4 = alpha / 4
@@ -187,14 +196,14 @@ def _init_linear(fan_in: int, fan_out: int, gen: torch.Generator, device: torch.
     return w.to(device), b.to(device)
 
 
-def _mlp(d: int, hidden: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def _mlp(d: int, width: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     # nn.Linear's default initialization draws from the global RNG: fork it so the caller's
     # global stream is left untouched (the weights are then overwritten from ``gen``).
     with torch.random.fork_rng(devices=[]):
         model = torch.nn.Sequential(
-            torch.nn.Linear(d, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, 1)).to(device=device, dtype=dtype)
+            torch.nn.Linear(d, width), torch.nn.ReLU(),
+            torch.nn.Linear(width, width), torch.nn.ReLU(),
+            torch.nn.Linear(width, 1)).to(device=device, dtype=dtype)
     with torch.no_grad():
         for layer in (model[0], model[2], model[4]):
             w, b = _init_linear(layer.in_features, layer.out_features, gen, device, dtype)
@@ -234,10 +243,10 @@ class TVClassifier:
     :math:`\mathrm{acc}(f) = \tfrac12 (P(f=1) + Q(f=0)) = \tfrac12 (1 + P(f=1) - Q(f=1))
     \le \tfrac12 (1 + \mathrm{TV}(P, Q))`, i.e. :math:`\mathrm{TV} \ge 2\,\mathrm{acc}(f) - 1`.
 
-    Procedure: ``m = min(#samples, #reference, max_n)`` points of each set are chosen by
+    Procedure: ``m = min(#samples, #reference, n_mc)`` points of each set are chosen by
     ``ctx.generator`` permutations and each set is split into a training half (``m // 2``)
     and a held-out half (``m - m // 2``). Features are standardized with the mean/std of the
-    pooled training halves. A 2-hidden-layer ReLU MLP (width ``hidden``, weights drawn from
+    pooled training halves. A 2-hidden-layer ReLU MLP (width ``width``, weights drawn from
     ``ctx.generator``: deterministic) is trained full-batch with Adam on the logistic loss for
     ``epochs`` steps. On the ``N = 2 (m - m//2)`` held-out points (independent of the trained f)
     the number correct ``K`` is a sum of two independent binomials (N/2 points each, success
@@ -260,36 +269,39 @@ class TVClassifier:
 
     Parameters
     ----------
-    hidden : int, default 64
+    width : int, default 64
         Width of the classifier's hidden layers.
     epochs : int, default 200
         Full-batch training epochs of the classifier.
     lr : float, default 1e-2
         Its Adam learning rate.
-    max_n : int, default 4000
-        Cap on the points used from each set.
+    n_mc : int, default 4000
+        Monte Carlo size: the most points used from each set (samples, reference).
+        Half of them train the classifier, the other half are held out.
     confidence : float, default 0.95
         Level of the one-sided lower bound on the held-out accuracy.
     """
 
     higher_is_better = True
     keys = ("acc", "lower")  # returned by __call__ (checked by bench check)
+    #: old param names, answered by `bench check` with the new one
+    renamed = {"hidden": "width", "max_n": "n_mc"}
 
-    def __init__(self, hidden: int = 64, epochs: int = 200, lr: float = 1e-2, max_n: int = 4000,
+    def __init__(self, width: int = 64, epochs: int = 200, lr: float = 1e-2, n_mc: int = 4000,
                  confidence: float = 0.95) -> None:
-        self.hidden = positive_int("hidden", hidden)
+        self.width = positive_int("width", width)
         self.epochs = positive_int("epochs", epochs)
         self.lr = positive_float("lr", lr)
-        self.max_n = positive_int("max_n", max_n)
-        if self.max_n < 2:
-            raise ValueError(f"parameter 'max_n' must be >= 2 (one training and one held-out point), "
-                             f"got {max_n!r}")
+        self.n_mc = positive_int("n_mc", n_mc)
+        if self.n_mc < 2:
+            raise ValueError(f"parameter 'n_mc' must be >= 2 (one training and one held-out point), "
+                             f"got {n_mc!r}")
         self.confidence = open_interval_float("confidence", confidence, 0.0, 1.0)
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
         gen = ctx.generator
         device = samples.device
-        m = min(samples.shape[0], ctx.reference.shape[0], self.max_n)
+        m = min(samples.shape[0], ctx.reference.shape[0], self.n_mc)
         if m < 2:
             raise SkipMetric(f"tv_classifier needs at least 2 samples and 2 reference points (got "
                              f"{samples.shape[0]} and {ctx.reference.shape[0]})")
@@ -310,7 +322,7 @@ class TVClassifier:
         if not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
             raise SkipMetric("tv_classifier: non-finite samples")
 
-        model = _mlp(samples.shape[1], self.hidden, gen, device, dtype)
+        model = _mlp(samples.shape[1], self.width, gen, device, dtype)
         _train_adam(model, train_x, train_y, epochs=self.epochs, lr=self.lr)
         with torch.no_grad():
             pred = (model(test_x).squeeze(-1) > 0).to(test_y.dtype)

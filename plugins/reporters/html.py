@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench_core import hookimpl
-from bench_core.results.run_results import RunResults
+
+if TYPE_CHECKING:
+    from bench_core import RunResults
 
 
 class HTMLReport:
     """``report.html``: one self-contained page (claims, contrast heatmaps and scatter plots,
-    leaderboards, trajectories, cells not done); see :mod:`bench_core.report.html_report`."""
+    leaderboards, trajectories, cells not done); see :func:`bench_core.write_html`."""
 
     def __call__(self, run: RunResults, out_dir: Path) -> list[Path]:
-        from bench_core.report.html_report import write_html  # matplotlib/seaborn load only when a report is written
+        from bench_core import write_html  # pandas and matplotlib/seaborn load only when a report is written
 
         return [write_html(run, Path(out_dir) / "report.html")]
 

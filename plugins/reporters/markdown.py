@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench_core import hookimpl
-from bench_core.base.atomic_files import write_text_atomic
-from bench_core.findings.contrast import contrast_markdown
-from bench_core.findings.leaderboard import leaderboard_markdown
-from bench_core.results.run_results import RunResults
+from bench_core import hookimpl, write_text_atomic
+
+if TYPE_CHECKING:
+    from bench_core import RunResults
 
 
 class MarkdownLeaderboard:
     """``leaderboard.md``: per target, configurations ranked by the suite's ranking metric."""
 
     def __call__(self, run: RunResults, out_dir: Path) -> list[Path]:
+        from bench_core import leaderboard_markdown  # pandas loads only when a report is written
+
         path = Path(out_dir) / "leaderboard.md"
         write_text_atomic(path, leaderboard_markdown(run))
         return [path]
@@ -24,6 +26,8 @@ class MarkdownContrast:
     (written when some target has at least two score families)."""
 
     def __call__(self, run: RunResults, out_dir: Path) -> list[Path]:
+        from bench_core import contrast_markdown  # pandas loads only when a report is written
+
         text = contrast_markdown(run)
         if not text:
             return []

@@ -40,13 +40,10 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipCell
-from bench_core.components.params import positive_float, tensor_size
-from bench_core.components.protocols import ScoreEstimate, StepCallback
+from bench_core import ScoreEstimate, SkipCell, StepCallback, hookimpl, tensor_size
 
 from .noise_blocks import BlockNoise, is_rowwise
-from .schedules import time_grid
+from .schedules import time_grid, time_span
 
 Components = tuple[Tensor, Tensor, Tensor]  # (weights [K], means [K, d], variances [K, d])
 _LOG_2PI = math.log(2 * math.pi)
@@ -199,11 +196,8 @@ class CLD:
 
     def __init__(self, T: float = 10.0, n_steps: int = 1000, t_min: float = 1e-3,
                  grid: str = "geometric") -> None:
-        self.T = positive_float("T", T)
+        self.T, self.t_min = time_span(T, t_min)
         self.n_steps = tensor_size("n_steps", n_steps, what="the time grid")
-        self.t_min = positive_float("t_min", t_min)
-        if self.t_min >= self.T:
-            raise ValueError(f"parameter 't_min' must be smaller than T = {self.T:g}, got {t_min!r}")
         self.grid = grid
         self._times = time_grid(self.T, self.t_min, self.n_steps, grid).tolist()
         self._coefficients = [self._step_coefficients(h) for _, h in self.score_times()]
@@ -232,7 +226,7 @@ class CLD:
                callback: Optional[StepCallback] = None) -> Tensor:
         """Run the reverse chain from ``(x0, v ~ N(0, I))``; return the x part ``[n, d]`` at ``t_min``.
 
-        ``score.velocity_score(x, v, t)`` is required (else :class:`~bench_core.base.errors.SkipCell`).
+        ``score.velocity_score(x, v, t)`` is required (else :class:`~bench_core.SkipCell`).
         Noise order on ``generator``: v, then per step the x noise and the v noise (each like x).
         ``callback(k, t_k, x)`` sees the state after step k at forward time ``t_k``.
         """

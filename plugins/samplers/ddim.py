@@ -7,9 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import nonnegative_float, tensor_size
-from bench_core.components.protocols import ScoreEstimate, StepCallback
+from bench_core import ScoreEstimate, StepCallback, hookimpl, nonnegative_float, tensor_size
 
 from .noise_blocks import BlockNoise
 from .ou_diffusion import OUDiffusion, check_betas

@@ -8,15 +8,17 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import choice, positive_float, tensor_size
-from bench_core.components.protocols import ScoreEstimate, StepCallback
+from bench_core import ScoreEstimate, StepCallback, choice, hookimpl, refuse_unused, tensor_size
 
 from .noise_blocks import BlockNoise
 from .ou_diffusion import OUDiffusion, check_betas
-from .schedules import GRID_KINDS, linear_beta_alpha_bars, ou_time, time_grid
+from .schedules import GRID_KINDS, linear_beta_alpha_bars, ou_time, time_grid, time_span
 
 DISCRETIZATIONS = ("ancestral", "exponential")
+#: the params each discretization reads (besides ``discretization``)
+USES = {"ancestral": ("n_steps", "beta_min", "beta_max"), "exponential": ("n_steps", "T", "t_min", "grid")}
+#: the defaults of the params only one discretization reads (None in the signature: not written)
+DEFAULTS = {"beta_min": 1e-4, "beta_max": 0.02, "T": 10.0, "t_min": 1e-3, "grid": "geometric"}
 
 def ddpm_ancestral(score: ScoreEstimate, x0: Tensor, *, alpha_bars: Tensor, generator: torch.Generator,
                    callback: Optional[StepCallback] = None) -> Tensor:
@@ -70,12 +72,12 @@ class DDPM(OUDiffusion):
     """DDPM reverse process: ``discretization = "ancestral"`` (:func:`ddpm_ancestral`, Ho et al. 2020) or
     ``"exponential"`` (:func:`ou_exponential_integrator`, Chen et al. ICLR 2023).
 
-    All parameters are accepted and validated for both; each discretization uses its own:
-    ancestral uses ``n_steps`` (levels of the linear schedule, rescaled as :func:`linear_betas` says),
-    ``beta_min``, ``beta_max`` and its horizon is ``T = t_K`` (5.06 at 1000 levels; the ``T`` param is
-    unused); exponential uses ``T``, ``n_steps``, ``t_min`` (early stopping: the output is the state at
-    ``t_min``, an approximation of ``p_{t_min}``) and ``grid`` ("geometric", steps proportional to t, or
-    "uniform").
+    Each discretization reads its own params, and a param it does not read is refused (ValueError
+    naming it): ancestral uses ``n_steps`` (levels of the linear schedule, rescaled as
+    :func:`linear_betas` says), ``beta_min`` and ``beta_max``, and its horizon is ``T = t_K`` (5.06 at
+    1000 levels); exponential uses ``n_steps``, ``T``, ``t_min`` (early stopping: the output is the
+    state at ``t_min``, an approximation of ``p_{t_min}``) and ``grid`` ("geometric", steps
+    proportional to t, or "uniform"). The attribute ``T`` is the horizon either way.
 
     Parameters
     ----------
@@ -84,31 +86,31 @@ class DDPM(OUDiffusion):
     n_steps : int, default 1000
         Levels (ancestral) or grid steps (exponential): the number of score queries.
     beta_min, beta_max : float, default 1e-4, 0.02
-        Ends of the linear beta schedule (ancestral).
+        Ends of the linear beta schedule (ancestral only; default 1e-4 and 0.02).
     T : float, default 10.0
-        Horizon in OU time (exponential).
+        Horizon in OU time (exponential only; default 10.0).
     t_min : float, default 1e-3
-        Early-stopping time of the returned samples (exponential).
+        Early-stopping time of the returned samples (exponential only; default 1e-3).
     grid : {"geometric", "uniform"}, default "geometric"
-        Time grid of the exponential integrator.
+        Time grid of the exponential integrator (exponential only; default "geometric").
     """
 
-    def __init__(self, discretization: str = "ancestral", n_steps: int = 1000, beta_min: float = 1e-4,
-                 beta_max: float = 0.02, T: float = 10.0, t_min: float = 1e-3, grid: str = "geometric") -> None:
+    def __init__(self, discretization: str = "ancestral", n_steps: int = 1000, beta_min: Optional[float] = None,
+                 beta_max: Optional[float] = None, T: Optional[float] = None, t_min: Optional[float] = None,
+                 grid: Optional[str] = None) -> None:
         self.discretization = choice("discretization", discretization, DISCRETIZATIONS)
+        given = {"beta_min": beta_min, "beta_max": beta_max, "T": T, "t_min": t_min, "grid": grid}
+        refuse_unused("discretization", self.discretization, given, USES[self.discretization])
+        value = {name: DEFAULTS[name] if v is None else v for name, v in given.items()}
         self.n_steps = tensor_size("n_steps", n_steps, what="the time grid")
-        self.beta_min, self.beta_max = check_betas(beta_min, beta_max)
-        self.grid = choice("grid", grid, GRID_KINDS)
-        self.t_min = positive_float("t_min", t_min)
-        horizon = positive_float("T", T)
-        if not self.t_min < horizon:
-            raise ValueError(f"parameter 't_min' must be < T ({horizon!r}), got {t_min!r}")
         if self.discretization == "ancestral":
+            self.beta_min, self.beta_max = check_betas(value["beta_min"], value["beta_max"])
             self.alpha_bars = linear_beta_alpha_bars(self.n_steps, self.beta_min, self.beta_max)
             self.T = float(ou_time(self.alpha_bars[-1]))
         else:
-            self.times = time_grid(horizon, self.t_min, self.n_steps, self.grid)
-            self.T = horizon
+            self.grid = choice("grid", value["grid"], GRID_KINDS)
+            self.T, self.t_min = time_span(value["T"], value["t_min"])
+            self.times = time_grid(self.T, self.t_min, self.n_steps, self.grid)
 
     def score_times(self) -> list[tuple[float, float]]:
         if self.discretization == "ancestral":

@@ -7,9 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import positive_float, positive_int
-from bench_core.components.protocols import ScoreEstimate, StepCallback
+from bench_core import ScoreEstimate, StepCallback, hookimpl, positive_float, positive_int
 
 from .noise_blocks import BlockNoise
 

@@ -5,7 +5,7 @@ A sampler step ``x <- c_x x + c_s s(x) + sigma z`` done as whole-tensor operatio
 (20 MB per tensor, against a 32 MB L3 cache) that costs as much as drawing the normals.
 :meth:`BlockNoise.steps` hands the update out in blocks of rows: each block's noise is freshly drawn
 into one small buffer and, for a score estimate that declares ``rowwise = True`` (row i of
-``s(x, t)`` depends on ``x[i]`` alone, see :class:`bench_core.components.protocols.ScoreEstimate`), its drift is
+``s(x, t)`` depends on ``x[i]`` alone, see :class:`bench_core.ScoreEstimate`), its drift is
 evaluated on the block's rows only. Only ``x`` itself streams through memory, and no ``[n, d]``
 temporary exists (200 MB each at n = 1e6). A score without the declaration is evaluated once on all
 rows, then sliced: same numbers, more memory traffic.

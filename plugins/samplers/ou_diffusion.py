@@ -1,6 +1,7 @@
 """The OU forward process shared by the diffusion samplers (DDPM, DDIM, annealed Langevin).
 
-Forward process (DESIGN section 3): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``, ``alpha_bar = e^{-2t}``.
+Forward process (docs/architecture.md, Time and seeds): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``,
+``alpha_bar = e^{-2t}``.
 Every diffusion sampler exposes the same interface: ``family = "diffusion"``, ``process = "ou"``, the
 horizon ``T``, ``score_times()`` (the OU time ``t_k`` of each score query, in query order, and the
 length ``h_k`` of OU time that query covers; ``sum h_k = T - final time``, except annealed Langevin whose
@@ -10,7 +11,7 @@ cloned, never redrawn or modified. The update rules are pure functions, explicit
 """
 from __future__ import annotations
 
-from bench_core.components.params import positive_float
+from bench_core import positive_float
 
 from .schedules import ou_coefficients
 

@@ -1,6 +1,6 @@
 """Noise schedules and time grids shared by the diffusion samplers.
 
-Time convention (DESIGN section 3): forward Ornstein-Uhlenbeck time ``t >= 0`` with
+Time convention (docs/architecture.md, Time and seeds): forward Ornstein-Uhlenbeck time ``t >= 0`` with
 ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``, so ``alpha_bar = e^{-2t}``. A discrete DDPM
 schedule ``beta_1..beta_K`` maps to ``t_k = -0.5 log(alpha_bar_k)`` with
 ``alpha_bar_k = prod_{i<=k} (1 - beta_i)``.
@@ -16,7 +16,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from bench_core.components.params import nonnegative_float, positive_float, tensor_size
+from bench_core import nonnegative_float, positive_float, tensor_size
 
 Scalar = Union[float, Tensor]
 
@@ -83,6 +83,19 @@ def ou_coefficients(t: float) -> tuple[float, float]:
     return math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
 
 
+def time_span(T: object, t_min: object, *, zero_t_min: bool = False) -> tuple[float, float]:
+    """``(T, t_min)`` as floats with ``0 < t_min < T`` (``0 <= t_min`` when ``zero_t_min``).
+
+    The one check of a sampler's time span, from the horizon ``T`` down to ``t_min``; a ValueError
+    names the parameter at fault.
+    """
+    T = positive_float("T", T)
+    t_min = nonnegative_float("t_min", t_min) if zero_t_min else positive_float("t_min", t_min)
+    if not t_min < T:
+        raise ValueError(f"parameter 't_min' must be < T ({T!r}), got {t_min!r}")
+    return T, t_min
+
+
 def time_grid(T: float, t_min: float, n_steps: int, kind: str = "uniform") -> Tensor:
     """A decreasing grid ``T = t_0 > t_1 > ... > t_{n_steps} = t_min`` of OU times.
 
@@ -98,15 +111,9 @@ def time_grid(T: float, t_min: float, n_steps: int, kind: str = "uniform") -> Te
     Tensor [n_steps + 1] float64, with the endpoints exactly ``T`` and ``t_min``.
     """
     n_steps = tensor_size("n_steps", n_steps, what="the time grid")
-    T = positive_float("T", T)
     if kind not in GRID_KINDS:
         raise ValueError(f"parameter 'grid' must be one of {', '.join(GRID_KINDS)}, got {kind!r}")
-    if kind == "geometric":
-        t_min = positive_float("t_min", t_min)  # log-uniform needs t_min > 0
-    else:
-        t_min = nonnegative_float("t_min", t_min)
-    if not t_min < T:
-        raise ValueError(f"parameter 't_min' must be < T ({T!r}), got {t_min!r}")
+    T, t_min = time_span(T, t_min, zero_t_min=kind == "uniform")  # log-uniform needs t_min > 0
     if kind == "uniform":
         grid = torch.linspace(T, t_min, n_steps + 1, dtype=torch.float64)
     else:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.errors import SkipCell
-from bench_core.components.protocols import Target, TrainingData
+from bench_core import SkipCell, Target, TrainingData, hookimpl
 
 from bench_plugins.samplers.cld import mixture_velocity_score
 
@@ -24,7 +22,7 @@ class ExactScore:
     def velocity_score(self, x: Tensor, v: Tensor, t: float) -> Tensor:
         """The exact CLD velocity score ``grad_v log p_t(x, v)``; needs a target with ``mixture_components()``.
 
-        Raises :class:`~bench_core.base.errors.SkipCell` naming the target type when it has none.
+        Raises :class:`~bench_core.SkipCell` naming the target type when it has none.
         """
         mixture_components = getattr(self.target, "mixture_components", None)
         if mixture_components is None:

@@ -11,9 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import nonnegative_float, nonnegative_int, positive_float, tensor_size
-from bench_core.components.protocols import Target, TrainingData
+from bench_core import Target, TrainingData, hookimpl, nonnegative_float, nonnegative_int, positive_float, tensor_size
 
 from .time_forms import TimeIndexed
 
@@ -48,12 +46,12 @@ class NoisyScore(TimeIndexed):
         Default "naive" (perturbed at every t); "admissible" keeps the perturbation only below
         the Monte Carlo cutoff of :mod:`trap_schedule` for ``budget``.
     budget : float
-        Error budget of the admissible schedule (default 1e-3).
+        Error budget of the admissible schedule (admissible only; default 1e-3).
     """
 
     def __init__(self, target: Target, data: Optional[TrainingData] = None, eps: float = 0.1,
                  n_features: int = 64, bandwidth: float = 1.0, seed: int = 0, schedule: str = "naive",
-                 budget: float = 1e-3) -> None:
+                 budget: Optional[float] = None) -> None:
         self.target = target
         self.init_schedule(schedule, budget)
         self.dim = d = target.dim

@@ -3,7 +3,7 @@
 Cao, Chen, Sridharan, Wu (2026) build their estimates at ``t = 0``, the only time Langevin
 queries. Diffusion samplers query ``grad log p_t`` along the whole forward OU path, and the
 guarantee of Chen et al. (2023) needs ``E_{p_t}||s_hat_t - s_t||^2`` small at every queried t.
-A fair contrast (PAPER.md, last section) gives every estimate a time-t form:
+A fair contrast (the paper's last section) gives every estimate a time-t form:
 
 - ``naive``: the same construction at every t (for the ball trap
   ``s_hat_t = -x + (1 - phi(||x|| / R)) e^{-t} mu``); its time-averaged error is large, and it
@@ -26,11 +26,13 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from bench_core.components.params import nonnegative_float, nonnegative_int, tensor_size
+from bench_core import nonnegative_float, nonnegative_int, refuse_unused, tensor_size
 
 from .exact import ExactScore
 
 SCHEDULES = ("admissible", "naive")
+#: defaults of the params only the admissible schedule reads (None in the factories' signatures: not written)
+DEFAULT_BUDGET, DEFAULT_N_MC = 1e-3, 4096
 #: OU times scanned for the first crossing (log-uniform), then refined by bisection.
 SCAN_GRID = torch.logspace(-5, math.log10(30.0), 60, dtype=torch.float64).tolist()
 _BISECTIONS = 50
@@ -79,16 +81,24 @@ class TimeIndexed(ABC):
     None). ``__call__`` applies the schedule; ``velocity_score`` is the CLD form: the target's
     exact CLD velocity score plus the same deviation ``s_hat_t(x) - s_t(x)`` (the error then
     enters the velocity equation as a force on x, and its L2 size is the one reported).
+
+    The params only the admissible schedule reads (``schedule_params``: ``budget``, and ``n_mc``
+    where the factory takes it) default to None in the factory, and the naive schedule refuses them.
     """
 
     target: Any
     rowwise = True  # the exact score plus a deviation that is a function of each point alone
+    #: the factory's params that only the admissible schedule reads
+    schedule_params: tuple[str, ...] = ("budget",)
 
-    def init_schedule(self, schedule: str = "admissible", budget: float = 1e-3, n_mc: int = 4096,
-                      mc_seed: int = 0) -> None:
+    def init_schedule(self, schedule: str = "admissible", budget: Optional[float] = None,
+                      n_mc: Optional[int] = None, mc_seed: int = 0) -> None:
         self.schedule = schedule_param(schedule)
-        self.budget = nonnegative_float("budget", budget)
-        self.n_mc = tensor_size("n_mc", n_mc, what="the Monte Carlo draws")
+        given = {"budget": budget, "n_mc": n_mc}
+        refuse_unused("schedule", self.schedule, {k: given[k] for k in self.schedule_params},
+                      self.schedule_params if self.schedule == "admissible" else ())
+        self.budget = nonnegative_float("budget", DEFAULT_BUDGET if budget is None else budget)
+        self.n_mc = tensor_size("n_mc", DEFAULT_N_MC if n_mc is None else n_mc, what="the Monte Carlo draws")
         self.mc_seed = nonnegative_int("mc_seed", mc_seed)
         self._cutoff: Optional[float] = None
         self._mc_points: Optional[tuple[Tensor, Tensor]] = None

@@ -1,6 +1,6 @@
 """Target distributions with exact samples, densities and scores of their OU marginals.
 
-Forward process (DESIGN section 3): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``.
+Forward process (docs/architecture.md, Time and seeds): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``.
 """
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import tensor_size, vector
+from bench_core import hookimpl, tensor_size, vector
 
 
 class GaussianTarget:

@@ -1,6 +1,6 @@
 """Gaussian mixture target with isotropic components and exact OU marginals.
 
-Forward process (DESIGN section 3): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``. A mixture
+Forward process (docs/architecture.md, Time and seeds): ``x_t = e^{-t} x_0 + sqrt(1 - e^{-2t}) z``. A mixture
 ``sum_j w_j N(m_j, s_j^2 I)`` is mapped to ``sum_j w_j N(e^{-t} m_j, (e^{-2t} s_j^2 + 1 - e^{-2t}) I)``:
 each component is pushed forward on its own, the weights are unchanged.
 
@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import positive_float, tensor_size, vector
+from bench_core import hookimpl, positive_float, tensor_size, vector
 
 F64 = torch.float64
 

@@ -7,7 +7,7 @@ every t: ``s_t(x) = -eps_theta(x, k(t)) / sqrt(1 - abar_k)`` with ``k(t)`` the l
 time t; ``t = 0`` reads level ``readout`` (level 10: ``-22.97 eps_theta``). A t whose level lies
 beyond the trained ones fails the cell, naming the levels trained.
 
-Weights are cached (:mod:`bench_core.base.artifact_cache`) under a key hashed from the training rows
+Weights are cached (:class:`bench_core.CacheEntry`) under a key hashed from the training rows
 themselves (so the target, its params, the data seed, ``n_train`` and ``duplicate``), every training
 param except ``epochs``, the device type and the source of the training code (:mod:`.eps_mlp`,
 :mod:`.ddpm_training`, :mod:`.schedules`). ``epochs`` names a snapshot of that one training run: a
@@ -22,11 +22,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.base.artifact_cache import cache_root, source_digest, tensor_digest
-from bench_core.components.params import nonnegative_int, positive_float, positive_int, tensor_size
-from bench_core.components.protocols import Target, TrainingData
-from bench_core.base.seeding import canonical_json
+from bench_core import (Target, TrainingData, cache_root, canonical_json, hookimpl, nonnegative_int, positive_float,
+                        positive_int, source_digest, tensor_digest, tensor_size)
 
 from bench_plugins.samplers import schedules
 from bench_plugins.samplers.schedules import REFERENCE_LEVELS, level_times

@@ -10,7 +10,7 @@ than the rows, the epoch is a pass over a random permutation in batches of that 
 generator's state, the epoch count and the loss curve), so training stopped at epoch E and
 resumed gives bit-for-bit the weights of an uninterrupted run: a grid over ``epochs`` is one
 training run with snapshots. :class:`DDPMTrainingJob` is that run as the harness schedules it:
-cached on disk (:mod:`bench_core.base.artifact_cache`), trained once per run, resumed from snapshots.
+cached on disk (:class:`bench_core.CacheEntry`), trained once per run, resumed from snapshots.
 """
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from bench_core.base.artifact_cache import CacheEntry
-from bench_core.cell.runner import numeric_context
-from bench_core.base.seeding import derive_seed
+from bench_core import CacheEntry, derive_seed, numeric_context
 
 from bench_plugins.samplers.schedules import REFERENCE_LEVELS, linear_beta_alpha_bars
 

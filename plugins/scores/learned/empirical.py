@@ -24,9 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import positive_float, positive_int
-from bench_core.components.protocols import Target, TrainingData
+from bench_core import Target, TrainingData, hookimpl, positive_float, positive_int
 
 from bench_plugins.samplers.schedules import REFERENCE_LEVELS, level_times
 
@@ -80,15 +78,19 @@ class EmpiricalScore:
     Parameters
     ----------
     readout : int, default 10
-        ``t = 0`` is read at the OU time of this DDPM level (of 1000) unless ``t0`` is given.
+        ``t = 0`` is read at the OU time of this DDPM level of 1000 (default 10); refused with ``t0``.
     t0 : float, optional
-        The time read at ``t = 0`` (> 0).
+        The time read at ``t = 0`` (> 0), in place of ``readout``'s.
     """
 
     rowwise = True  # each point's softmax over the training points: no coupling between particles
 
-    def __init__(self, target: Target, data: TrainingData, readout: int = 10, t0: Optional[float] = None) -> None:
-        readout = positive_int("readout", readout)
+    def __init__(self, target: Target, data: TrainingData, readout: Optional[int] = None,
+                 t0: Optional[float] = None) -> None:
+        if readout is not None and t0 is not None:
+            raise ValueError("parameter 'readout' is not used when t0 is given (t0 is then the time read at t = 0); "
+                             "remove one of them")
+        readout = positive_int("readout", 10 if readout is None else readout)
         if readout > REFERENCE_LEVELS:
             raise ValueError(f"parameter 'readout' must be a level in 1..{REFERENCE_LEVELS}, got {readout!r}")
         self.t0 = level_times()[readout - 1] if t0 is None else positive_float("t0", t0)

@@ -18,10 +18,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from bench_core import hookimpl
-from bench_core.components.params import choice, nonnegative_float
-from bench_core.components.protocols import Target, TrainingData
-from bench_core.suite.paths import resolve_suite_path
+from bench_core import Target, TrainingData, choice, hookimpl, nonnegative_float, resolve_suite_path
 
 from bench_plugins.samplers.schedules import level_times, nearest_level
 

@@ -12,9 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import open_interval_float, positive_float, vector
-from bench_core.components.protocols import Target, TrainingData
+from bench_core import Target, TrainingData, hookimpl, open_interval_float, positive_float, vector
 
 from bench_plugins.scores.time_forms import TimeIndexed
 
@@ -45,14 +43,17 @@ class ConeTrap(TimeIndexed):
         Time-t forms (:mod:`trap_schedule`): the naive form is the same field at every t; the
         admissible cutoff uses :meth:`error_bound` (centered isotropic Gaussians) or Monte Carlo.
     budget : float
-        Error budget of the admissible schedule (default 1e-3).
+        Error budget of the admissible schedule (admissible only; default 1e-3).
     n_mc : int
-        Monte Carlo points for the cutoff when no closed-form bound applies (default 4096).
+        Monte Carlo size: noised target draws estimating the cutoff's error (admissible; default 4096).
+        Used only when no closed-form bound applies.
     """
+
+    schedule_params = ("budget", "n_mc")
 
     def __init__(self, target: Target, data: Optional[TrainingData] = None, half_angle: float = 0.3,
                  axis: Optional[list[float]] = None, drift: float = 1.0, schedule: str = "admissible",
-                 budget: float = 1e-3, n_mc: int = 4096) -> None:
+                 budget: Optional[float] = None, n_mc: Optional[int] = None) -> None:
         self.target = target
         self.init_schedule(schedule, budget, n_mc)
         self.dim = target.dim

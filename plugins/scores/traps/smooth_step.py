@@ -2,7 +2,7 @@
 
 ``phi(r) = 1`` on ``r <= 1``, ``0`` on ``r >= 2`` and, in between,
 ``phi(r) = 1 - g(r - 1)`` with ``g(u) = f(u) / (f(u) + f(1 - u))`` and ``f(u) = exp(-1/u)``
-for ``u > 0`` (else 0). This is the cut-off of Theorems 1 and 7 of the paper (PAPER.md,
+for ``u > 0`` (else 0). This is the cut-off of Theorems 1 and 7 of the paper (its
 "Notation"): it is C-infinity, so the estimates built from it are smooth and Lipschitz.
 
 Numerically the ratio of two exponentials is evaluated as a logistic function,

@@ -24,9 +24,7 @@ import torch
 from scipy.special import logsumexp
 from torch import Tensor
 
-from bench_core import hookimpl
-from bench_core.components.params import positive_float, vector
-from bench_core.components.protocols import Target, TrainingData
+from bench_core import Target, TrainingData, hookimpl, positive_float, vector
 
 from bench_plugins.scores.time_forms import TimeIndexed
 
@@ -52,7 +50,7 @@ class Wells(TimeIndexed):
     strict_region = False  # region: ||x - c_i|| <= 2 rho (True: < 2 rho)
 
     def __init__(self, target: Target, centers: Tensor, precision: float, radius: float, schedule: str,
-                 budget: float) -> None:
+                 budget: Optional[float]) -> None:
         self.target = target
         self.dim = target.dim
         self.centers = centers.detach().to(torch.float64).cpu().clone()
@@ -161,11 +159,11 @@ class BallTrap(Wells):
     schedule : {"admissible", "naive"}
         Time-t forms for diffusion samplers (:mod:`trap_schedule`); at t = 0 both are the trap.
     budget : float
-        Error budget of the admissible schedule (default 1e-3).
+        Error budget of the admissible schedule (admissible only; default 1e-3).
     """
 
     def __init__(self, target: Target, data: Optional[TrainingData] = None, radius: float = 1.0,
-                 center: Any = 0.0, schedule: str = "admissible", budget: float = 1e-3) -> None:
+                 center: Any = 0.0, schedule: str = "admissible", budget: Optional[float] = None) -> None:
         dim = target.dim
         radius = positive_float("radius", radius) * math.sqrt(dim)
         super().__init__(target, vector("center", center, dim)[None], 1.0, radius, schedule, budget)
@@ -205,7 +203,7 @@ class MemorizedScore(Wells):
     schedule : {"admissible", "naive"}
         Time-t forms for diffusion samplers, as for :class:`BallTrap`.
     budget : float
-        Error budget of the admissible schedule (default 1e-3).
+        Error budget of the admissible schedule (admissible only; default 1e-3).
 
     Notes
     -----
@@ -216,7 +214,7 @@ class MemorizedScore(Wells):
     strict_region = True
 
     def __init__(self, target: Target, data: Optional[TrainingData], lam: float = 32.0, radius: float = 0.25,
-                 schedule: str = "admissible", budget: float = 1e-3) -> None:
+                 schedule: str = "admissible", budget: Optional[float] = None) -> None:
         d = target.dim
         self.lam = positive_float("lam", lam)
         radius = positive_float("radius", radius) * math.sqrt(d)
