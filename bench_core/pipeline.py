@@ -15,7 +15,8 @@ from bench_core.findings.claims import ClaimOutcome, evaluate_claims
 from bench_core.base.errors import SuiteError, did_you_mean, writing
 from bench_core.run.folder_lock import LOCK_NAME, run_lock
 from bench_core.cell.kept_samples import SampleArchive, size_estimate
-from bench_core.plan.cells import AXES, Cell, Plan, build_plan, select_matches
+from bench_core.plan.build import build_plan
+from bench_core.plan.cells import AXES, Cell, Plan, select_matches
 from bench_core.components.discovery import get_registry
 from bench_core.run.progress import Progress
 from bench_core.run.provenance import collect as collect_provenance
@@ -24,7 +25,8 @@ from bench_core.results.run_results import RunResults, status_counts, tidy_table
 from bench_core.cell.sample_views import load_views, save_view
 from bench_core.cell.runner import CellResult, CellRunner
 from bench_core.store.sqlite_store import Store
-from bench_core.suite.schema import freeze, parse_suite
+from bench_core.suite.schema import parse_suite
+from bench_core.suite.parsed import freeze
 from bench_core.run.training import record_networks, train_networks
 
 

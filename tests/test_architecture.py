@@ -87,3 +87,16 @@ def test_built_in_plugins_import_only_the_public_api():
             if target != "bench_core":
                 wrong.append(f"{path.relative_to(ROOT)} imports {target}")
     assert wrong == []
+
+
+def test_modules_and_functions_stay_small():
+    """One concept per module: no bench_core or plugin module over 350 lines, no function over 80."""
+    too_long = []
+    for path in [*CORE.rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]:
+        text = path.read_text()
+        if text.count("\n") > 350:
+            too_long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                too_long.append(f"{path.relative_to(ROOT)}: {node.name} has {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "; ".join(too_long)

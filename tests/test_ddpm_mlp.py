@@ -16,7 +16,7 @@ import torch
 from bench_core.base.artifact_cache import CacheEntry
 from bench_core.plan.training_data import make_training_data
 from bench_core.pipeline import run_suite
-from bench_core.suite.schema import ComponentSpec
+from bench_core.suite.parsed import ComponentSpec
 from bench_plugins.scores.learned import ddpm_training
 from bench_plugins.samplers.schedules import level_times
 from bench_plugins.scores.learned.ddpm_mlp import DDPMMLPScore

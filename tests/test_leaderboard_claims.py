@@ -14,7 +14,7 @@ from bench_core.cli import main
 from bench_core.findings.leaderboard import leaderboard_tables
 from bench_core.results.run_results import summarize
 from bench_core.results.run_results import RESULT_COLUMNS, RunResults
-from bench_core.suite.schema import Claim
+from bench_core.suite.parsed import Claim
 
 
 def table(rows):
@@ -196,7 +196,7 @@ def test_rank_at_equal_nfe_ranks_within_groups_of_equal_cost():
 
 
 def test_thaw_undoes_freeze_for_lists_and_tables():
-    from bench_core.suite.schema import freeze, frozen_items, thaw
+    from bench_core.suite.parsed import freeze, frozen_items, thaw
 
     value = {"a": [1, {"b": [2, 3]}], "c": {"d": 1.5}}
     frozen = freeze(value)
@@ -207,7 +207,7 @@ def test_thaw_undoes_freeze_for_lists_and_tables():
 
 def test_claims_select_list_and_table_params_as_the_plan_does():
     """A select from the suite holds frozen values; rows hold JSON params: a table param matches too."""
-    from bench_core.suite.schema import frozen_items
+    from bench_core.suite.parsed import frozen_items
 
     rows = table([("ula", 0.01, s, "kl", 0.1 + s, "done") for s in range(2)])
     rows["target_params"] = json.dumps({"dim": 2, "weights": [0.5, 0.5], "opts": {"a": 1, "b": [1, 2]}})
@@ -229,7 +229,7 @@ def test_status_counts_put_done_first_then_the_cells_not_done():
 def test_one_select_matcher_for_exclusions_claims_and_only():
     from bench_core.pipeline import filter_cells
     from bench_core.plan.cells import PRIOR, Cell, select_matches
-    from bench_core.suite.schema import ComponentSpec, frozen_items
+    from bench_core.suite.parsed import ComponentSpec, frozen_items
 
     def cell(weights, seed=0):
         target = ComponentSpec("targets", "gmm", frozen_items({"weights": weights, "opts": {"a": 1}}))

@@ -31,7 +31,7 @@ from bench_core.plan.cells import PRIOR, Cell, Plan
 from bench_core.components.protocols import MetricContext
 from bench_core.base.seeding import make_generator
 from bench_core.base.torch_defaults import default_dtype
-from bench_core.suite.schema import ComponentSpec
+from bench_core.suite.parsed import ComponentSpec
 from bench_core.suite.paths import suite_directory
 from bench_core.plan.time_checkpoints import TimeCheckpoints
 
@@ -177,8 +177,9 @@ class CellRunner:
         return CellResult(cell.key, status, wall, reason, rows, keep[0] if keep and status == "done" else None,
                           trace, self._view if status == "done" else None)
 
-    def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress],
-             kept: Optional[KeptSamples], keep: list[SamplesToKeep]) -> None:
+    def _build(self, cell: Cell) -> tuple[Any, Any, Any, list, Tensor, torch.Generator, MetricContext]:
+        """The cell's components, in a fixed order (each seeded from the cell): ``(target, score, sampler,
+        metrics, x0, sampler generator, metric context)``; ``_phase`` names the one being built."""
         seed, n, device = cell.seed, self.suite.n_samples, self.plan.device
         self._phase = f"target '{cell.target.name}'"
         target = self.target(cell.target)
@@ -204,6 +205,12 @@ class CellRunner:
                                      cell.sampler.key(), device=device)
         ctx = MetricContext(target=target, reference=lambda: self.reference(cell.target, seed), score=score,
                             data=data, sampler=sampler, generator=sampler_gen, x0=x0)
+        return target, score, sampler, metrics, x0, sampler_gen, ctx
+
+    def _run(self, cell: Cell, rows: list[MetricRow], progress: Optional[StepProgress],
+             kept: Optional[KeptSamples], keep: list[SamplesToKeep]) -> None:
+        target, score, sampler, metrics, x0, sampler_gen, ctx = self._build(cell)
+        n, device = self.suite.n_samples, self.plan.device
         if kept is not None:
             rows.extend(self._reuse(cell, metrics, kept, ctx))
             return

@@ -23,7 +23,7 @@ from bench_core.base.stats import reduce
 from bench_core.findings.labels import config_label
 from bench_core.plan.cells import AXES, Cell, select_matches
 from bench_core.results.run_results import CONFIG_COLUMNS
-from bench_core.suite.schema import Claim, ComponentSpec, frozen_items, select_options, thaw
+from bench_core.suite.parsed import Claim, ComponentSpec, frozen_items, select_options, thaw
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 

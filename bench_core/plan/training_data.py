@@ -12,7 +12,7 @@ from torch import Tensor
 
 from bench_core.components.protocols import Target, TrainingData
 from bench_core.base.seeding import make_generator
-from bench_core.suite.schema import ComponentSpec
+from bench_core.suite.parsed import ComponentSpec
 
 
 def make_training_data(target: Target, target_spec: ComponentSpec, seed: int, n_train: int,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from bench_core.cell.kept_samples import KeptSamples
-from bench_core.plan.cells import Plan, build_plan
+from bench_core.plan.build import build_plan
+from bench_core.plan.cells import Plan
 from bench_core.components.discovery import get_registry
 from bench_core.cell.runner import CellResult, CellRunner
 from bench_core.suite.schema import parse_suite

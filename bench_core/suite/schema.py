@@ -9,12 +9,12 @@ import datetime
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from bench_core.base.errors import SuiteError, did_you_mean
 from bench_core.components.registry import SINGULAR
+from bench_core.suite.parsed import Claim, ComponentSpec, Exclusion, Suite, frozen_items, where_in
 from bench_core.suite.source_lines import Locator
 
 COMPONENT_TABLES = ("targets", "scores", "initializers", "samplers", "metrics")
@@ -127,120 +127,6 @@ COMPARES = ("ratio", "difference")
 EXCLUDE_KEYS = ("select", "why")
 
 
-@dataclass(frozen=True)
-class ComponentSpec:
-    """One expanded component: its registered name, its full params, where it was written."""
-
-    kind: str
-    name: str
-    params: tuple[tuple[str, Any], ...]
-    index: int = -1
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {k: thaw(v) for k, v in self.params}
-
-    def key(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.kwargs}
-
-    def label(self) -> str:
-        inner = ", ".join(f"{k}={thaw(v)!r}" for k, v in self.params)
-        return f"{self.name}({inner})" if inner else self.name
-
-
-class _FrozenDict(tuple):
-    """A table param, frozen as sorted (key, value) pairs so specs stay hashable."""
-
-
-def freeze(value: Any) -> Any:
-    """A TOML or JSON value made hashable: lists become tuples, tables :class:`_FrozenDict` s."""
-    if isinstance(value, list):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, dict):
-        return _FrozenDict(frozen_items(value))
-    return value
-
-
-def frozen_items(table: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """A table's (key, :func:`freeze` d value) pairs in key order: how specs and selects hold params."""
-    return tuple(sorted((k, freeze(v)) for k, v in table.items()))
-
-
-def thaw(value: Any) -> Any:
-    """The inverse of :func:`freeze`: tuples back to lists, frozen tables back to dicts."""
-    if isinstance(value, _FrozenDict):
-        return {k: thaw(v) for k, v in value}
-    return [thaw(v) for v in value] if isinstance(value, tuple) else value
-
-
-def select_options(wanted: Any) -> tuple:
-    """The values a (frozen) select entry accepts: a list is any of its entries, a table is one value."""
-    return wanted if isinstance(wanted, tuple) and not isinstance(wanted, _FrozenDict) else (wanted,)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """An executable expectation, checked after the run."""
-
-    metric: str
-    op: str
-    value: float
-    select: tuple[tuple[str, Any], ...] = ()
-    stat: str = "mean"
-    why: str = ""
-    index: int = -1
-    versus: tuple[tuple[str, Any], ...] = ()
-    compare: str = "ratio"
-
-
-@dataclass(frozen=True)
-class Exclusion:
-    """Cells of the grid that are not run: those matching ``select`` (same syntax as claims)."""
-
-    select: tuple[tuple[str, Any], ...]
-    why: str = ""
-    index: int = -1
-
-
-@dataclass
-class Suite:
-    """A validated suite: settings, expanded components and claims."""
-
-    path: Path
-    name: str
-    description: str
-    seeds: list[int]
-    n_samples: int
-    n_reference: int
-    device: str
-    dtype: str
-    checkpoints: list[int]
-    checkpoints_t: list[float]
-    n_train: int
-    duplicate: int
-    rank_by: Optional[str]
-    rank_at_equal_nfe: bool = False
-    keep_samples: Optional[str] = None  # storage dtype of kept samples, None: not kept
-    cell_timeout: Optional[float] = None  # seconds; None: no limit
-    components: dict[str, list[ComponentSpec]] = field(default_factory=dict)
-    claims: list[Claim] = field(default_factory=list)
-    exclusions: list[Exclusion] = field(default_factory=list)
-    leaderboard_metrics: Optional[list[str]] = None
-    locator: Optional[Locator] = None
-    text: str = ""  # the file's content, as parsed (what executors ship to workers)
-
-    def where(self, table: str, index: Optional[int] = None, key: Optional[str] = None) -> str:
-        """``file:line`` of a table (or a key in it), for messages."""
-        return _where(self.path, self.locator, table, index, key)
-
-
-def _where(path: Path, locator: Optional[Locator], table: str, index: Optional[int], key: Optional[str]) -> str:
-    line = None
-    if locator is not None:
-        line = locator.key(table, key, index) if key else locator.table(table, index)
-    return f"{path}:{line}" if line else str(path)
-
-
 def _top_where(path: Path, loc: Locator, name: str) -> str:
     """``file:line`` of a top-level name however it is written: ``[name]``, ``[[name]]`` or ``name = ...``."""
     line = loc.table(name) or loc.table(name, 0) or loc.key(name, name)
@@ -261,11 +147,11 @@ def _settings(path: Path, loc: Locator, raw: dict, table: str, schema: dict) -> 
     out = {}
     for key, value in section.items():
         if key not in schema:
-            raise SuiteError(f"{_where(path, loc, table, None, key)}: unknown key '{key}' in [{table}]"
+            raise SuiteError(f"{where_in(path, loc, table, None, key)}: unknown key '{key}' in [{table}]"
                              f"{did_you_mean(key, schema)}; allowed: {', '.join(schema)}")
         check, what, _ = schema[key]
         if not check(value):
-            raise SuiteError(f"{_where(path, loc, table, None, key)}: [{table}] {key} must be {what}, "
+            raise SuiteError(f"{where_in(path, loc, table, None, key)}: [{table}] {key} must be {what}, "
                              f"got {_shown(value)}")
         out[key] = value
     for key, (_, _, default) in schema.items():
@@ -274,13 +160,13 @@ def _settings(path: Path, loc: Locator, raw: dict, table: str, schema: dict) -> 
 
 
 def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list[ComponentSpec]:
-    where = _where(path, loc, kind, index, None)
+    where = where_in(path, loc, kind, index, None)
     label = f"[[{kind}]] #{index + 1}"
     if not isinstance(entry, dict):
         raise SuiteError(f"{where}: {label} must be a table with keys name, params, grid")
     for key in entry:
         if key not in ("name", "params", "grid"):
-            raise SuiteError(f"{_where(path, loc, kind, index, key)}: unknown key '{key}' in {label}"
+            raise SuiteError(f"{where_in(path, loc, kind, index, key)}: unknown key '{key}' in {label}"
                              f"{did_you_mean(key, ('name', 'params', 'grid'))}; allowed: name, params, grid")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
@@ -288,17 +174,17 @@ def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list
     params, grid = entry.get("params", {}), entry.get("grid", {})
     for key, value in (("params", params), ("grid", grid)):
         if not isinstance(value, dict):
-            raise SuiteError(f"{_where(path, loc, kind, index, key)}: {label} '{name}': {key} must be a "
+            raise SuiteError(f"{where_in(path, loc, kind, index, key)}: {label} '{name}': {key} must be a "
                              f"table such as {key} = {{ x = 1 }}, got {_shown(value)}")
     for axis, values in grid.items():
         if not isinstance(values, list):
-            raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
+            raise SuiteError(f"{where_in(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
                              f"must be a list of values, got {_shown(values)}")
         if not values:
-            raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
+            raise SuiteError(f"{where_in(path, loc, kind, index, axis)}: {label} '{name}': grid axis '{axis}' "
                              "is empty; give it at least one value or remove it")
         if axis in params:
-            raise SuiteError(f"{_where(path, loc, kind, index, axis)}: {label} '{name}': '{axis}' is both "
+            raise SuiteError(f"{where_in(path, loc, kind, index, axis)}: {label} '{name}': '{axis}' is both "
                              "in params and in grid; keep one")
     axes = list(grid)
     points = math.prod(len(grid[a]) for a in axes)
@@ -316,13 +202,13 @@ def _expand(path: Path, loc: Locator, kind: str, index: int, entry: Any) -> list
 def _table_entry(path: Path, loc: Locator, table: str, index: int, entry: Any, allowed: tuple[str, ...],
                  shape: str = "") -> tuple[str, str]:
     """Check that a ``[[table]]`` entry is a table with only ``allowed`` keys; return (where, label)."""
-    where = _where(path, loc, table, index, None)
+    where = where_in(path, loc, table, index, None)
     label = f"[[{table}]] #{index + 1}"
     if not isinstance(entry, dict):
         raise SuiteError(f"{where}: {label} must be a table{shape}")
     for key in entry:
         if key not in allowed:
-            raise SuiteError(f"{_where(path, loc, table, index, key)}: unknown key '{key}' in {label}"
+            raise SuiteError(f"{where_in(path, loc, table, index, key)}: unknown key '{key}' in {label}"
                              f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
     return where, label
 
@@ -344,10 +230,10 @@ def _claim(path: Path, loc: Locator, index: int, entry: Any) -> Claim:
               ("compare", lambda v: v in COMPARES, f"one of {', '.join(COMPARES)}")]
     for key, check, what in checks:
         if key in entry and not check(entry[key]):
-            raise SuiteError(f"{_where(path, loc, 'claims', index, key)}: {label} {key} must be {what}, "
+            raise SuiteError(f"{where_in(path, loc, 'claims', index, key)}: {label} {key} must be {what}, "
                              f"got {_shown(entry[key])}")
     if "compare" in entry and "versus" not in entry:
-        raise SuiteError(f"{_where(path, loc, 'claims', index, 'compare')}: {label} compare needs versus = {{ ... }}, "
+        raise SuiteError(f"{where_in(path, loc, 'claims', index, 'compare')}: {label} compare needs versus = {{ ... }}, "
                          "the configuration to compare with")
     select = frozen_items(entry.get("select", {}))
     versus = frozen_items(entry.get("versus", {}))
@@ -363,7 +249,7 @@ def _exclusion(path: Path, loc: Locator, index: int, entry: Any) -> Exclusion:
         raise SuiteError(f"{where}: {label} needs a non-empty select table such as "
                          "select = { sampler = \"ula\", \"score.schedule\" = \"naive\" }")
     if not isinstance(entry.get("why", ""), str):
-        raise SuiteError(f"{_where(path, loc, 'exclude', index, 'why')}: {label} why must be a string")
+        raise SuiteError(f"{where_in(path, loc, 'exclude', index, 'why')}: {label} why must be a string")
     return Exclusion(frozen_items(select), entry.get("why", ""), index)
 
 
@@ -385,7 +271,7 @@ def parse_suite(path: str | Path, text: Optional[str] = None) -> Suite:
     loc = Locator(text)
     for key in raw:
         if key not in TOP_LEVEL:
-            raise SuiteError(f"{_where(path, loc, key, None, None) if loc.table(key) else path}: unknown "
+            raise SuiteError(f"{where_in(path, loc, key, None, None) if loc.table(key) else path}: unknown "
                              f"table '{key}'{did_you_mean(key, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
     if "name" not in _section(path, loc, raw, "suite"):
         raise SuiteError(f"{path}: missing [suite] name = \"...\" (it names the output folder)")
