@@ -106,21 +106,17 @@ def _moment_failures(out: Tensor, target: Any, where: str, margins: dict[str, fl
     mean, var = out.mean(0), out.var(0)
     mean_err = (mean - target.mean) / target.std  # in units of the target's std
     var_err = var / target.std**2 - 1.0            # relative
-    allowed = margins["mean"] + bias
-    for j in range(dim):
-        if abs(mean_err[j]) > allowed:
-            failures.append((0, float(abs(mean_err[j])) / allowed,
-                             f"{where} the mean of coordinate {j} is {mean[j]:.4g}, not {target.mean[j]:.4g} "
-                             f"(error {mean_err[j]:+.3f} target std, allowed +-{allowed:.3f} = MC margin "
-                             f"{margins['mean']:.3f} + bias {bias:g})", _MEAN_FIX))
-    allowed = margins["variance"] + bias
-    for j in range(dim):
-        if abs(var_err[j]) > allowed:
-            failures.append((0, float(abs(var_err[j])) / allowed,
-                             f"{where} the variance of coordinate {j} is {1 + var_err[j]:.3f}x the "
-                             f"target's {target.std[j] ** 2:.4g} (relative error {var_err[j]:+.3f}, allowed "
-                             f"+-{allowed:.3f} = MC margin {margins['variance']:.3f} + bias {bias:g})",
-                             _VARIANCE_FIX))
+    per_coordinate = (
+        ("mean", mean_err, _MEAN_FIX, lambda j, e: f"the mean of coordinate {j} is {mean[j]:.4g}, not "
+         f"{target.mean[j]:.4g} (error {e:+.3f} target std"),
+        ("variance", var_err, _VARIANCE_FIX, lambda j, e: f"the variance of coordinate {j} is {1 + e:.3f}x the "
+         f"target's {target.std[j] ** 2:.4g} (relative error {e:+.3f}"))
+    for margin, errors, fix, says in per_coordinate:
+        allowed = margins[margin] + bias
+        for j in range(dim):
+            if abs(errors[j]) > allowed:
+                failures.append((0, float(abs(errors[j])) / allowed, f"{where} {says(j, float(errors[j]))}, allowed "
+                                 f"+-{allowed:.3f} = MC margin {margins[margin]:.3f} + bias {bias:g})", fix))
     pooled, allowed = float(var_err.mean()), margins["pooled_variance"] + bias
     if abs(pooled) > allowed:
         failures.append((1, abs(pooled) / allowed,
