@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import sys
@@ -9,10 +10,9 @@ from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench_core.components.describe import describe, summary
+# nothing here imports torch: `bench run --executor process` starts the workers' fork server first
 from bench_core.base.errors import DISK_FULL_ERRNOS, BenchError, did_you_mean, disk_full
 from bench_core.components.hookspecs import KINDS
-from bench_core.components.discovery import get_registry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.add_argument("-o", "--output", metavar="FILE", help="output file (default DIR/report.html)")
     return parser
+
+
+def _registry():
+    """The registry of every installed plugin (imports torch and the plugins)."""
+    from bench_core.components.discovery import get_registry
+
+    return get_registry()
 
 
 def _allow_model_factories(args: argparse.Namespace) -> None:
@@ -103,7 +110,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    registry = get_registry()
+    from bench_core.components.describe import describe
+
+    registry = _registry()
     kinds = list(KINDS)
     if args.kind:
         if args.kind not in KINDS:
@@ -131,7 +140,9 @@ def _cmd_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    registry = get_registry()
+    from bench_core.components.describe import summary
+
+    registry = _registry()
     found = [c for kind in KINDS for c in registry.components(kind) if c.name == args.name]
     if not found:
         names = [c.name for kind in KINDS for c in registry.components(kind)]
@@ -142,7 +153,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    registry = get_registry()
+    registry = _registry()
     for info in registry.plugins.values():
         parts = ", ".join(f"{c.kind[:-1] if c.kind.endswith('s') else c.kind} {c.name}" for c in info.components)
         print(f"{info.name} {info.version} ({info.source}): {parts or 'no components'}")
@@ -184,15 +195,31 @@ COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "describe":
             "report": _cmd_report}
 
 
+def _start_fork_server_early(args: argparse.Namespace) -> bool:
+    """``bench run --executor process``: start the fork server its workers are forked from now, before
+    this process imports torch and the plugins, so that the server's imports overlap them."""
+    if args.command != "run" or args.executor != "process":
+        return False
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    from bench_core.run.fork_server import acquire_fork_server
+
+    acquire_fork_server()
+    return True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    early_server = _start_fork_server_early(args)
     try:
         if args.command in NEEDS_PLUGINS:
-            for reason in get_registry().broken.values():
+            for reason in _registry().broken.values():
                 print(f"bench: warning: {reason} (its components are unavailable)", file=sys.stderr)
         return COMMANDS[args.command](args)
     except BenchError as exc:
@@ -212,7 +239,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # a write that bench does not wrap itself (e.g. making a folder): the OS names the path
         print(f"bench: error: {disk_full(exc.filename or 'a file of this run', exc.strerror)}", file=sys.stderr)
         return 2
+    finally:
+        if early_server:
+            from bench_core.run.fork_server import release_fork_server
+
+            release_fork_server()
+
+
+def entry() -> None:
+    """The ``bench`` program: :func:`main`, then exit without a last garbage collection."""
+    code = main()
+    # every file is written and closed: spare the interpreter's final collection over torch's,
+    # pandas' and matplotlib's objects (most of a second of exit time)
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

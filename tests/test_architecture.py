@@ -100,3 +100,17 @@ def test_modules_and_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
                 too_long.append(f"{path.relative_to(ROOT)}: {node.name} has {node.end_lineno - node.lineno + 1} lines")
     assert not too_long, "; ".join(too_long)
+
+
+def test_every_public_name_resolves_and_the_cli_starts_without_torch():
+    """bench_core's names are imported on first use: each resolves, and `import bench_core.cli` loads
+    neither torch nor the plugins (`bench run --executor process` starts the workers' fork server first)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bench_core, bench_core.cli\n"
+            "assert 'torch' not in sys.modules and not any(m.startswith('bench_plugins') for m in sys.modules)\n"
+            "missing = [n for n in bench_core.__all__ if getattr(bench_core, n, None) is None]\n"
+            "assert not missing, missing\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -9,88 +9,27 @@ Workers watch the driver and exit as soon as it is gone, so none outlives a kill
 
 Start-up. Before its first cell a worker needs torch, bench and the plugins imported: about 3 s of
 one core, which N spawned workers would each pay. Workers are forked instead from a fork server that
-imports them once (:func:`multiprocessing.set_forkserver_preload`), one server per run:
-:meth:`ProcessExecutor.start` launches it as the run begins, so that it loads while the driver
-collects training jobs and loads kept samples; the same workers then train the networks and run the
-cells, and a worker that replaces a dead one is forked in milliseconds. Forking is safe because the
-fork server stays single-threaded: it runs torch on one thread, so it never starts the OpenMP pool
-that a forked child could not use. Each worker also runs torch on one thread (the workers share the
-cores, and every cell runs on one thread anyway) and takes the driver's environment as it is when
-the pool starts, not as it was when the fork server started.
+imports them once (``bench_core.acquire_fork_server``): ``bench run`` starts it before the driver
+imports torch, and :meth:`ProcessExecutor.start` otherwise, so that it loads while the driver plans;
+the same workers then train the networks and run the cells, and a worker that replaces a dead one
+is forked in milliseconds. Each worker runs torch on one thread (the workers share the cores, and
+every cell runs on one thread anyway) and takes the driver's environment as it is when the pool
+starts, not as it was when the fork server started.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import forkserver
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
-from bench_core import WORKER_MODULES, hookimpl
-
-#: imported once by the fork server, so that a forked worker starts with them loaded
-PRELOAD = WORKER_MODULES
-#: set for the fork server only: torch (and any OpenMP library) on one thread, so it stays single-threaded
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-_server_lock = threading.Lock()
-_server_users = 0  # executors of this process between start() and close()
-_server_ours = False  # the fork server running now was started here (so it is stopped here)
-
-
-def _acquire_forkserver() -> None:
-    """Start the fork server with bench preloaded, unless one is running (then it is used as it is)."""
-    global _server_users, _server_ours
-    with _server_lock:
-        server = getattr(forkserver, "_forkserver", None)
-        if not _server_users and getattr(server, "_forkserver_pid", None) is None:
-            previous_preload = list(getattr(server, "_preload_modules", ["__main__"]))
-            saved = {name: os.environ.get(name) for name in ONE_THREAD}
-            forkserver.set_forkserver_preload(list(PRELOAD))
-            os.environ.update(ONE_THREAD)  # read by the fork server's runtimes as it starts; restored below
-            try:
-                forkserver.ensure_running()  # returns at once: the server imports while the driver goes on
-                _server_ours = True
-            finally:
-                for name, value in saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
-                forkserver.set_forkserver_preload(previous_preload)  # a server restarted by others loads theirs
-        _server_users += 1
-
-
-def _release_forkserver() -> None:
-    """Stop the fork server when the last executor using it closes, if it was started here: the next
-    run gets a new one, which imports the plugins' code as it is then (as spawned workers would)."""
-    global _server_users, _server_ours
-    with _server_lock:
-        _server_users = max(_server_users - 1, 0)
-        if _server_users or not _server_ours:
-            return
-        _server_ours = False
-        server = getattr(forkserver, "_forkserver", None)
-        pid, stop = getattr(server, "_forkserver_pid", None), getattr(server, "_stop", None)
-        if pid is None or stop is None:
-            return
-        try:
-            # its workers are gone; a process a plugin forked in a worker may still hold the server's
-            # "alive" pipe, which would keep it (and stop(), which waits for it) running
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            stop()
-        except ChildProcessError:  # already reaped
-            pass
+from bench_core import acquire_fork_server, hookimpl, release_fork_server
 
 
 def _start_worker(environ: dict[str, str]) -> None:
@@ -143,7 +82,7 @@ class ProcessExecutor:
         if self._started:
             return
         if self._context.get_start_method() == "forkserver":
-            _acquire_forkserver()
+            acquire_fork_server()
         self._started = True
 
     def close(self) -> None:
@@ -152,7 +91,7 @@ class ProcessExecutor:
         if self._started:
             self._started = False
             if self._context.get_start_method() == "forkserver":
-                _release_forkserver()
+                release_fork_server()
 
     def __enter__(self) -> "ProcessExecutor":
         self.start()

@@ -1,0 +1,30 @@
+"""The modules of the built-in plugins, registered exactly like external ones (no torch import here:
+the process executor's fork server is started with this list before the driver imports torch)."""
+
+BUILTIN_MODULES = (
+    "bench_plugins.targets.gaussian",
+    "bench_plugins.targets.gmm",
+    "bench_plugins.scores.exact",
+    "bench_plugins.scores.noisy",
+    "bench_plugins.scores.traps.wells",
+    "bench_plugins.scores.traps.cone",
+    "bench_plugins.scores.learned.empirical",
+    "bench_plugins.scores.learned.network",
+    "bench_plugins.scores.learned.ddpm_mlp",
+    "bench_plugins.initializers.starts",
+    "bench_plugins.samplers.langevin",
+    "bench_plugins.samplers.ddpm",
+    "bench_plugins.samplers.ddim",
+    "bench_plugins.samplers.annealed_langevin",
+    "bench_plugins.samplers.cld",
+    "bench_plugins.metrics.moments",
+    "bench_plugins.metrics.score_error",
+    "bench_plugins.metrics.tv",
+    "bench_plugins.metrics.modes",
+    "bench_plugins.metrics.distances",
+    "bench_plugins.executors.local",
+    "bench_plugins.executors.process",
+    "bench_plugins.executors.ray",
+    "bench_plugins.reporters.markdown",
+    "bench_plugins.reporters.html",
+)
