@@ -82,6 +82,14 @@ def summary(component: Component) -> list[str]:
         family = getattr(component.factory, "family", "?")
         lines.append(f"  family: {family}; receives the score estimate only (score(x, t)), the starting particles "
                      f"x0, a torch.Generator and a callback(step, t, x); no target, no log-density")
+    if component.kind == "targets":
+        forms = [m for m in ("log_prob", "score") if callable(getattr(component.factory, m, None))]
+        lines.append(f"  closed forms: {', '.join(forms)}; exact samples" if forms else
+                     "  only samples (no log_prob, no score): scores and metrics that need a closed form are "
+                     "refused on it; use learned scores (empirical, ddpm_mlp, network) and sample metrics")
+    instead = getattr(component.factory, "closed_form_only", None)
+    if instead:
+        lines.append(f"  needs its target's closed form; on a target that is only samples use {instead}")
     first = _docstring(component.factory).split("\n\n", 1)[0].replace("\n", " ")
     if first:
         lines.append(f"  {first}")

@@ -18,15 +18,24 @@ StepCallback = Callable[[int, float, Tensor], None]
 
 @runtime_checkable
 class Target(Protocol):
-    """A distribution with exact samples, normalized log density and score of its OU marginals."""
+    """A distribution bench can draw exact samples from: ``dim`` and ``sample(n, generator)`` are required.
+
+    Optional closed forms: ``log_prob(x, t=0) -> [n]`` (normalized log density of the OU marginal
+    p_t) and ``score(x, t=0) -> [n, d]`` (its exact ``grad log p_t``). A target without ``score`` is
+    *sample-only* (a data set): what needs a closed form (the ``exact`` score and the traps built on
+    it, ``gaussian_kl``, ``score_error``, ``tv_witness``, ``tv_modes``) declares it with a class
+    attribute ``closed_form_only = "<what to use instead>"`` and ``bench check`` refuses it there.
+
+    Optional for a finite data set: ``split(seed) -> (training rows, held-out rows)``, the rows of one
+    seed, preprocessed. The harness then draws the training set from the training rows only, and the
+    reference samples and the ``fresh`` starts from the held-out rows only. Optional attributes:
+    ``image_shape = (h, w)`` (rows are images, drawn as such in the report) and ``data_digest`` (a hash
+    of the data file, part of every cell key, so an edited file reruns its cells).
+    """
 
     dim: int
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor: ...
-
-    def log_prob(self, x: Tensor, t: float = 0.0) -> Tensor: ...
-
-    def score(self, x: Tensor, t: float = 0.0) -> Tensor: ...
 
 
 @runtime_checkable
@@ -112,11 +121,18 @@ class Reporter(Protocol):
 
 @dataclass
 class TrainingData:
-    """The training set of one (target, seed): ``train`` holds every duplicated row."""
+    """The training set of one (target, seed): ``train`` holds every duplicated row, ``distinct`` each
+    row once; ``heldout``: the held-out rows of a finite data set (``Target.split``), else None."""
 
     train: Tensor
     distinct: Tensor
     duplicate: int = 1
+    heldout: Optional[Tensor] = None
+
+
+def sample_only(target: Any) -> bool:
+    """Whether a target has no closed-form score (a data set): only its samples are known."""
+    return not callable(getattr(target, "score", None))
 
 
 @dataclass
@@ -150,7 +166,7 @@ MetricContext.reference = property(_reference, _set_reference)  # type: ignore[a
 
 # What each kind's factory must return: the attributes checked after every call.
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "targets": ("dim", "sample", "log_prob", "score"),
+    "targets": ("dim", "sample"),
     "scores": ("__call__",),
     "initializers": ("__call__",),
     "samplers": ("family", "sample"),

@@ -41,7 +41,7 @@ def _check_gradient(target: Any, x: Tensor, who: str) -> None:
 
 
 def check_target(target: Any, *, n: int = 2000, seed: int = 0) -> None:
-    """Check a Target: protocol, ``sample``, ``log_prob`` and ``score``.
+    """Check a Target: protocol, ``sample``, and its closed forms ``log_prob`` and ``score`` if it has them.
 
     ``sample`` (run under both default dtypes) must return a finite ``[n, dim]`` tensor in
     ``torch.get_default_dtype()`` on ``generator.device``, identical for equal seeds.
@@ -49,6 +49,8 @@ def check_target(target: Any, *, n: int = 2000, seed: int = 0) -> None:
     of float32 and float64 inputs and be finite. ``score`` must equal the autograd gradient of
     ``log_prob`` at 16 points (elementwise ``1e-6 (1 + |score|)`` in float64, ``1e-3 (...)`` in
     float32); skipped when ``log_prob``'s output does not require grad (computed outside autograd).
+    A target that is only samples (a data set) has neither; one that has ``split(seed)`` must give
+    disjoint-shaped ``[rows, dim]`` training and held-out rows, the same for the same seed.
 
     Parameters
     ----------
@@ -57,8 +59,7 @@ def check_target(target: Any, *, n: int = 2000, seed: int = 0) -> None:
     n, seed : int
         Number of exact samples and seed of their generator.
     """
-    who = conform("targets", "Target", target,
-                   "give it an int attribute 'dim' and methods sample, log_prob, score")
+    who = conform("targets", "Target", target, "give it an int attribute 'dim' and a method sample(n, generator)")
     d = target.dim
     for dtype in (torch.float32, torch.float64):
         with default_dtype(dtype):
@@ -68,13 +69,31 @@ def check_target(target: Any, *, n: int = 2000, seed: int = 0) -> None:
                           gen.device, "draw with dtype=torch.get_default_dtype() (the suite's dtype)")
             require(torch.equal(x, target.sample(n, seeded(seed))), who, "sample() is not deterministic: "
                      "two generators with the same seed gave different draws", RNG_FIX)
+    closed_forms = [(m, s) for m, s in (("log_prob", (n,)), ("score", (n, d))) if callable(getattr(target, m, None))]
     for dtype in (torch.float32, torch.float64):
         for t in (0.0, 0.5):
-            for method, shape in (("log_prob", (n,)), ("score", (n, d))):
+            for method, shape in closed_forms:
                 out = getattr(target, method)(x.to(dtype), t)
                 check_tensor(out, who, f"{method}(x, t={t}) for {dtype} x", shape, dtype, x.device,
                               "compute in the dtype of x (e.g. constant.to(x))")
-    _check_gradient(target, x[:16], who)
+    if len(closed_forms) == 2:
+        _check_gradient(target, x[:16], who)
+    if callable(getattr(target, "split", None)):
+        _check_split(target, seed, who)
+
+
+def _check_split(target: Any, seed: int, who: str) -> None:
+    """``split(seed)``: training and held-out rows ``[*, dim]``, finite, the same twice for one seed."""
+    train, heldout = target.split(seed)
+    for name, rows in (("training", train), ("held-out", heldout)):
+        require(isinstance(rows, Tensor) and rows.ndim == 2 and rows.shape[1] == target.dim and rows.shape[0] >= 1,
+                who, f"split({seed}) gave {name} rows that are not a non-empty [rows, {target.dim}] tensor",
+                "return (training rows, held-out rows), each [rows, dim]")
+        require(bool(torch.isfinite(rows).all()), who, f"split({seed}) has non-finite {name} rows",
+                "refuse rows with NaN or inf when the data is read")
+    again = target.split(seed)
+    require(torch.equal(train, again[0]) and torch.equal(heldout, again[1]), who,
+            f"split({seed}) is not deterministic", "derive the split's permutation from the seed alone")
 
 
 def check_score(score: Any, target: Any, *, n: int = 256, seed: int = 0) -> None:

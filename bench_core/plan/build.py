@@ -11,6 +11,7 @@ import torch
 
 from bench_core.base.errors import BenchError, PluginError, SuiteError, did_you_mean
 from bench_core.base.torch_defaults import default_dtype
+from bench_core.components.protocols import sample_only
 from bench_core.components.registry import SINGULAR, Registry
 from bench_core.plan.cells import HARNESS_METRICS, Plan, metric_display_names, metric_prefix
 from bench_core.plan.resources import bounded_build, check_resources, check_written_sizes
@@ -128,9 +129,13 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
     check_resources(suite, built["targets"], built["samplers"])
     with default_dtype(getattr(torch, suite.dtype)), suite_directory(suite.path):
         for target_spec, target in built["targets"].items():
-            data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
+            try:
+                data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
+            except SuiteError as exc:
+                raise SuiteError(f"{suite.where('data', None, 'n_train')}: {exc}") from None
             for spec in suite.components["scores"]:
-                built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
+                if not (sample_only(target) and _closed_form_only(registry, spec)):  # refused below, per cell
+                    built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
             for spec, initializer in built["initializers"].items():
                 _try_initializer(suite, spec, initializer, target, target_spec, data)
     metric_names = set(metric_display_names(suite.components["metrics"]).values()) | set(HARNESS_METRICS)
@@ -152,4 +157,28 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
     named += [(suite.where("suite", None, "leaderboard_metrics"), m) for m in suite.leaderboard_metrics or ()]
     for where, name in named:
         _check_metric_key(where, name, by_name)
-    return Plan(suite, registry, device, built)
+    plan = Plan(suite, registry, device, built)
+    _check_closed_forms(plan, built["targets"])
+    return plan
+
+
+def _closed_form_only(registry: Registry, spec: ComponentSpec) -> Optional[str]:
+    """What to use instead of a component that needs its target's closed form (None: it does not)."""
+    return getattr(registry.get(spec.kind, spec.name).factory, "closed_form_only", None)
+
+
+def _check_closed_forms(plan: Plan, targets: dict[ComponentSpec, Any]) -> None:
+    """No cell may pair a target that is only samples with a score or metric that needs its closed form
+    (after exclusions: an excluded pair is not refused)."""
+    suite, registry = plan.suite, plan.registry
+    for cell in plan.cells:
+        if not sample_only(targets[cell.target]):
+            continue
+        for spec in (cell.score, *plan.metric_specs):
+            instead = _closed_form_only(registry, spec)
+            if instead:
+                raise SuiteError(f"{suite.where(spec.kind, spec.index, 'name')}: [[{spec.kind}]] #{spec.index + 1} "
+                                 f"{SINGULAR[spec.kind]} '{spec.name}' needs the closed form of its target, and "
+                                 f"target {cell.target.label()} has only samples (no score or density): use "
+                                 f"{instead}" + (", or exclude the pair with [[exclude]]" if spec.kind == "scores"
+                                                 else ", or remove it"))

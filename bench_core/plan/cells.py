@@ -112,6 +112,8 @@ class Plan:
         self.families = {spec: obj.family for spec, obj in built["samplers"].items()}
         self.n_steps = {spec: getattr(obj, "n_steps", None) for spec, obj in built["samplers"].items()}
         self.dims = {spec: int(getattr(obj, "dim", 0)) for spec, obj in built["targets"].items()}
+        # a target read from a file: the file's hash (an edited file reruns its cells, a moved one does not)
+        self.data_digests = {spec: getattr(obj, "data_digest", None) for spec, obj in built["targets"].items()}
         self.higher_is_better = {**HARNESS_METRICS,
                                  **{m.name: bool(obj.higher_is_better) for m, obj in built["metrics"].items()}}
         self.metric_specs = list(suite.components["metrics"])
@@ -178,6 +180,8 @@ class Plan:
             sample_obj = {"target": target.key(), "score": score.key(), "initializer": init.key(),
                           "sampler": sampler.key(), "seed": seed, "settings": settings,
                           "code": code_version(factories)}
+            if self.data_digests.get(target):
+                sample_obj["target_data"] = self.data_digests[target]
             sample_key = hashlib.sha256(canonical_json(sample_obj).encode()).hexdigest()
             key = hashlib.sha256(canonical_json({"samples": sample_key, "metrics": metrics_part}).encode()).hexdigest()
             cells.append(Cell(target, score, init, sampler, seed, key, len(cells), sample_key))

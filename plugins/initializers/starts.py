@@ -21,6 +21,14 @@ def _fill(points: Tensor, n: int) -> Tensor:
     return points[index].clone()
 
 
+def _choose(pool: Tensor, k: int, generator: torch.Generator, what: str, fix: str) -> Tensor:
+    """``k`` rows of ``pool`` chosen without replacement, in the default dtype."""
+    if k > pool.shape[0]:
+        raise ValueError(f"distinct = {k} exceeds the {pool.shape[0]} {what}; {fix}")
+    chosen = torch.randperm(pool.shape[0], generator=generator, device=generator.device)[:k]
+    return pool[chosen.to(pool.device)].to(torch.get_default_dtype())
+
+
 class StandardNormal:
     """``N(0, I_d)`` starting points (also the diffusion prior, labelled "prior")."""
 
@@ -30,7 +38,8 @@ class StandardNormal:
 
 
 class Fresh:
-    """``distinct`` fresh exact draws from the target (not the training set), each repeated.
+    """``distinct`` fresh exact draws from the target (not the training set), each repeated; for a finite
+    data set, ``distinct`` of its held-out rows (chosen without replacement).
 
     Parameters
     ----------
@@ -42,7 +51,10 @@ class Fresh:
         self.distinct = positive_int("distinct", distinct)
 
     def __call__(self, n: int, *, target: Target, data: TrainingData, generator: torch.Generator) -> Tensor:
-        return _fill(target.sample(self.distinct, generator), n)
+        if data.heldout is None:
+            return _fill(target.sample(self.distinct, generator), n)
+        return _fill(_choose(data.heldout, self.distinct, generator, "held-out rows of the data set",
+                             "lower 'distinct' or raise the target's holdout"), n)
 
 
 class Train:
@@ -58,12 +70,8 @@ class Train:
         self.distinct = positive_int("distinct", distinct)
 
     def __call__(self, n: int, *, target: Target, data: TrainingData, generator: torch.Generator) -> Tensor:
-        pool = data.distinct
-        if self.distinct > pool.shape[0]:
-            raise ValueError(f"initializer 'train': distinct = {self.distinct} exceeds the {pool.shape[0]} "
-                             "distinct training points; lower 'distinct' or raise [data] n_train")
-        chosen = torch.randperm(pool.shape[0], generator=generator, device=generator.device)[: self.distinct]
-        return _fill(pool[chosen.to(pool.device)].to(torch.get_default_dtype()), n)
+        return _fill(_choose(data.distinct, self.distinct, generator, "distinct training points",
+                             "lower 'distinct' or raise [data] n_train"), n)
 
 
 class Point:

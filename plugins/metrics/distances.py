@@ -47,7 +47,9 @@ def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n_mc: int) -> dic
     ``X``: ``m = min(n_mc, #samples)`` produced points (random subset); ``Y_a``, ``Y_b``: two
     disjoint random subsets of ``m`` reference points each. ``null`` is one draw of the
     metric's value when the samples are exact: the finite-sample floor ``value`` is to be
-    compared with.
+    compared with. A finite data set (a target with ``split``) has no more rows than its held-out
+    ones to draw: then ``m = min(n_mc, #samples, #reference // 2)``, so value and null compare sets of
+    one size.
     """
     samples = samples.detach()
     device = samples.device
@@ -56,6 +58,10 @@ def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n_mc: int) -> dic
     if not torch.isfinite(samples).all():
         raise SkipMetric("non-finite samples")
     m = min(n_mc, samples.shape[0])
+    if callable(getattr(ctx.target, "split", None)):
+        m = min(m, ctx.reference.shape[0] // 2)
+        if m < 1:
+            raise SkipMetric(f"the held-out split has {ctx.reference.shape[0]} rows: too few for a value and a null")
     x = samples[_perm(samples.shape[0], ctx.generator, device)[:m]].to(F64)  # the subset only, in float64
     ref = _reference_pool(ctx, 2 * m, device)
     idx = _perm(ref.shape[0], ctx.generator, device)

@@ -153,6 +153,9 @@ class ScoreError:
         Largest number of time nodes for ``bar_sq`` (see :func:`time_blocks`).
     """
 
+    #: needs the target's exact score: on a data set, `bench check` names this instead
+    closed_form_only = "dsm_loss (a learned score's denoising loss on training and held-out rows)"
+
     higher_is_better = False
     #: old param names, answered by `bench check` with the new one
     renamed = {"n_bar": "n_mc_bar"}

@@ -11,6 +11,9 @@ from bench_plugins.samplers.cld import mixture_velocity_score
 class ExactScore:
     """The target's own score ``grad log p_t`` at every time t (the zero-error baseline)."""
 
+    #: needs the target's closed-form score: on a data set, `bench check` names these instead
+    closed_form_only = "a learned score: empirical, ddpm_mlp or network"
+
     rowwise = True  # a density's gradient at each point: samplers may evaluate it block-wise
 
     def __init__(self, target: Target, data: TrainingData) -> None:

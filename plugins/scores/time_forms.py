@@ -86,6 +86,9 @@ class TimeIndexed(ABC):
     where the factory takes it) default to None in the factory, and the naive schedule refuses them.
     """
 
+    #: built on the target's closed-form score: on a data set, `bench check` names these instead
+    closed_form_only = "a learned score: empirical, ddpm_mlp or network"
+
     target: Any
     rowwise = True  # the exact score plus a deviation that is a function of each point alone
     #: the factory's params that only the admissible schedule reads
