@@ -23,7 +23,7 @@ from torch import Tensor
 from bench_core.cell.allocator import keep_freed_memory
 from bench_core.cell.timeout import CellTimeout, cell_deadline
 from bench_core.cell.nfe import CountingScore, sampler_diagnostics
-from bench_core.cell.sample_views import claimed, sample_view
+from bench_core.cell.sample_views import sample_view, wants_view
 from bench_core.plan.training_data import check_particles, make_reference, make_training_data
 from bench_core.base.errors import Diverged, SkipCell, SkipMetric
 from bench_core.cell.kept_samples import KeptSamples, SamplesToKeep, to_storage
@@ -260,9 +260,9 @@ class CellRunner:
             keep.append(SamplesToKeep(to_storage(samples, self.suite.keep_samples), sorted(kept_states),
                                       time.perf_counter() - sampling_start))
         measure(samples, None, None)
-        if claimed(self.plan, cell):
+        if wants_view(self.plan, cell, target):
             self._phase = "the sample view"
-            self._view = sample_view(samples, ctx.reference, target)
+            self._view = sample_view(samples, ctx.reference, target, ctx.data)
         diagnostics, problem = sampler_diagnostics(sampler)
         rows.extend(MetricRow(name, value) for name, value in diagnostics.items())
         if problem is not None:

@@ -1,14 +1,21 @@
-"""Small views of the samples of the cells a claim names: the trap made visible in the report.
+"""Small views of the samples of a cell: the trap made visible in the report, and data sets as pictures.
 
 A claim says "ULA from N(0, I) stays in the ball"; the numbers say how far, a picture says where.
-For every cell a claim selects (first seed only), the runner keeps two small summaries of its
-final samples and of as many reference samples, computed where the cell ran:
+For every cell a claim selects, and every cell on a target whose rows are images or points of the
+plane (first seed only), the runner keeps small summaries of its final samples and of as many
+reference samples, computed where the cell ran:
 
 - ``radial``: ``||x - c||`` with ``c`` the target's mean (its ``mean`` attribute when it has a
   ``[d]`` one, else the reference mean), the distance a trap changes;
 - ``plane``: the 2-D projection onto ``u``, the direction of ``c`` (of the samples' mean minus the
   reference mean when ``c = 0``), and ``v``, the first coordinate axis least aligned with ``u``,
-  made orthogonal to it.
+  made orthogonal to it;
+- on a target with ``image_shape``: :data:`GRID_N` samples (one per start group: particles started
+  at one point are stored next to each other), the nearest distinct training row of each with its
+  distance, and as many training and held-out rows (``images``, ``nearest``, ``nearest_dist``,
+  ``train_images``, ``heldout_images``, ``image_shape``);
+- on a 2-D data set: the samples, the reference and the training rows in the target's own
+  coordinates (``xy``, ``xy_ref``, ``xy_train``).
 
 :data:`VIEW_N` points of each, float32: a few KB per cell whatever ``n`` and ``d`` are. They are
 written to ``<out>/views/<cell id>.npz`` (the ``cell`` column of results.csv) by the driver and read back with the results.
@@ -23,9 +30,11 @@ import torch
 from torch import Tensor
 
 from bench_core.base.atomic_files import write_npz_atomic
+from bench_core.components.protocols import sample_only
 from bench_core.plan.cells import Cell, Plan, select_matches
 
 VIEW_N = 500
+GRID_N = 16  # images of one picture grid
 FOLDER = "views"
 
 
@@ -33,6 +42,12 @@ def claimed(plan: Plan, cell: Cell) -> bool:
     """Whether some claim of the suite selects this cell, and the cell has the suite's first seed."""
     claims = plan.suite.claims
     return bool(claims) and cell.seed == min(plan.suite.seeds) and any(select_matches(cell, c.select) for c in claims)
+
+
+def wants_view(plan: Plan, cell: Cell, target: Any) -> bool:
+    """A claimed cell, or a first-seed cell whose data the report draws (images, points of the plane)."""
+    pictured = getattr(target, "image_shape", None) is not None or (target.dim == 2 and sample_only(target))
+    return claimed(plan, cell) or (pictured and cell.seed == min(plan.suite.seeds))
 
 
 def _center(target: Any, reference: Tensor) -> Tensor:
@@ -58,21 +73,56 @@ def _plane(center: Tensor, samples: Tensor, reference: Tensor) -> Tensor:
     return torch.stack([u, v])
 
 
-def sample_view(samples: Tensor, reference: Tensor, target: Any) -> dict[str, np.ndarray]:
-    """The radial distances and 2-D projections of the first :data:`VIEW_N` samples and reference points.
+def _spread(rows: Tensor, k: int) -> Tensor:
+    """``k`` rows evenly spaced through ``rows`` (one per start group of grouped particles)."""
+    return rows[torch.arange(min(k, rows.shape[0]), device=rows.device) * rows.shape[0] // min(k, rows.shape[0])]
+
+
+def _pictures(x: Tensor, ref: Tensor, target: Any, data: Any) -> dict[str, Tensor]:
+    """The image grid (samples, nearest training rows, distances, data rows) or the plane's points."""
+    train = data.distinct.to(device=x.device, dtype=torch.float64) if data is not None else ref[:0]
+    out: dict[str, Tensor] = {}
+    shape = getattr(target, "image_shape", None)
+    if shape is not None:
+        images = _spread(x, GRID_N)
+        heldout = getattr(data, "heldout", None)
+        heldout = ref if heldout is None else heldout.to(device=x.device, dtype=torch.float64)
+        out.update(images=images, train_images=train[:GRID_N], heldout_images=heldout[:GRID_N],
+                   image_shape=torch.tensor(list(shape)))
+        if train.shape[0]:
+            distances = torch.cdist(images, train)  # GRID_N x n_train: small
+            nearest = distances.argmin(dim=1)
+            out.update(nearest=train[nearest], nearest_dist=distances.gather(1, nearest[:, None])[:, 0])
+    elif target.dim == 2 and sample_only(target):
+        out.update(xy=x[:VIEW_N], xy_ref=ref[:VIEW_N], xy_train=train[:VIEW_N])
+    return out
+
+
+def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = None) -> dict[str, np.ndarray]:
+    """The radial distances and 2-D projections of the first :data:`VIEW_N` samples and reference points,
+    and the pictures of an image or 2-D target (see the module docstring).
 
     Returns
     -------
-    ``{"radial": [VIEW_N], "radial_ref": [VIEW_N], "plane": [VIEW_N, 2], "plane_ref": [VIEW_N, 2]}``
+    ``{"radial": [VIEW_N], "radial_ref": [VIEW_N], "plane": [VIEW_N, 2], "plane_ref": [VIEW_N, 2], ...}``
     (float32; fewer rows when there are fewer points).
     """
-    x = samples[:VIEW_N].to(torch.float64)
+    whole = samples.to(torch.float64)
+    x = whole[:VIEW_N]
     ref = reference[:VIEW_N].to(device=x.device, dtype=torch.float64)
     center = _center(target, ref)
     basis = _plane(center, x, ref)
     out = {"radial": (x - center).norm(dim=1), "radial_ref": (ref - center).norm(dim=1),
            "plane": x @ basis.T, "plane_ref": ref @ basis.T}
-    return {k: v.to(torch.float32).cpu().numpy() for k, v in out.items()}
+    pictures = _pictures(whole, ref, target, data)
+    shape = pictures.pop("image_shape", None)
+    if "xy" in pictures:
+        pictures["xy"] = x  # the first VIEW_N, as the other summaries
+    out.update(pictures)
+    view = {k: v.to(torch.float32).cpu().numpy() for k, v in out.items()}
+    if shape is not None:
+        view["image_shape"] = shape.numpy().astype(np.int64)
+    return view
 
 
 def save_view(out_dir: Path, key: str, view: dict[str, np.ndarray]) -> Path:

@@ -4,6 +4,7 @@ the process executor's fork server is started with this list before the driver i
 BUILTIN_MODULES = (
     "bench_plugins.targets.gaussian",
     "bench_plugins.targets.gmm",
+    "bench_plugins.targets.dataset",
     "bench_plugins.scores.exact",
     "bench_plugins.scores.noisy",
     "bench_plugins.scores.traps.wells",
@@ -20,6 +21,8 @@ BUILTIN_MODULES = (
     "bench_plugins.metrics.moments",
     "bench_plugins.metrics.score_error",
     "bench_plugins.metrics.tv",
+    "bench_plugins.metrics.sample_quality",
+    "bench_plugins.metrics.dsm_loss",
     "bench_plugins.metrics.modes",
     "bench_plugins.metrics.distances",
     "bench_plugins.executors.local",

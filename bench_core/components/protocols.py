@@ -46,7 +46,8 @@ class ScoreEstimate(Protocol):
     (the witness set where it is deliberately wrong), ``velocity_score(x, v, t)`` (its CLD form,
     needed by the ``cld`` sampler), ``active(t) -> bool`` (False where it equals the exact score by
     construction, so ``score_error.bar_sq`` skips that time), ``error_log_bound(target)`` and
-    ``region_log_mass(target)`` (closed forms), ``diagnostics() -> dict``, ``prepare()`` (load what
+    ``region_log_mass(target)`` (closed forms), ``training_times() -> list[float]`` (the OU times a learned
+    estimate was trained at, read by ``dsm_loss``), ``diagnostics() -> dict``, ``prepare()`` (load what
     it needs; called before the sampler runs, so a failure there is recorded in the score), and
     ``training_job()`` for estimates that must be trained (a method of the factory class; see
     :mod:`bench_core.run.training`).

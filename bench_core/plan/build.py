@@ -123,9 +123,10 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
     check_written_sizes(suite)  # before any component is built: nothing allocates for an unchecked size
     device = resolve_device(device or suite.device)
     built: dict[str, dict[ComponentSpec, Any]] = {kind: {} for kind in COMPONENT_TABLES}
-    for kind in ("targets", "initializers", "samplers", "metrics"):
-        for spec in suite.components[kind]:
-            built[kind][spec] = _instantiate(suite, registry, spec)
+    with suite_directory(suite.path):  # a path param (a data file, weights) is read relative to the suite
+        for kind in ("targets", "initializers", "samplers", "metrics"):
+            for spec in suite.components[kind]:
+                built[kind][spec] = _instantiate(suite, registry, spec)
     check_resources(suite, built["targets"], built["samplers"])
     with default_dtype(getattr(torch, suite.dtype)), suite_directory(suite.path):
         for target_spec, target in built["targets"].items():

@@ -24,6 +24,7 @@ from bench_core.base.atomic_files import write_text_atomic
 from bench_core.base.errors import ResultsError
 from bench_core.report.html_contrast import contrast_section
 from bench_core.report.html_headline import headline_section
+from bench_core.report.html_pictures import pictured, pictures_section
 from bench_core.report.html_parts import escape as _e, figure as _figure, table as _table
 from bench_core.findings.labels import component_label, config_label
 from bench_core.findings.leaderboard import higher_is_better, leaderboard_tables
@@ -137,17 +138,18 @@ def _leaderboards(run: RunResults) -> str:
 
 def _sample_views(run: RunResults) -> str:
     """For the cells a claim names (first seed): radial histogram and 2-D projection against the target."""
-    if not run.views:
+    views = {k: v for k, v in run.views.items() if not pictured(v)}  # data-set pictures have their own section
+    if not views:
         return ""
     cells = run.results.drop_duplicates("cell").set_index("cell")
     parts = ['<p class="note">Where the samples of the cells the claims name lie (first seed, '
              f"{MAX_SAMPLE_VIEWS} at most): left, the distance to the target's mean c of the samples against as many "
              "reference draws; right, both projected on the direction u of c (of the samples' mean shift when "
              "c = 0) and an orthogonal axis v. Grey: the target.</p>"]
-    for key in [k for k in cells.index if k in run.views][:MAX_SAMPLE_VIEWS]:
+    for key in [k for k in cells.index if k in views][:MAX_SAMPLE_VIEWS]:
         r = cells.loc[key]
         title = config_label(r)
-        parts.append(_figure(sample_figures.sample_view_figure(run.views[key], title), title))
+        parts.append(_figure(sample_figures.sample_view_figure(views[key], title), title))
     return "".join(parts)
 
 
@@ -196,7 +198,8 @@ def render_html(run: RunResults, out_dir: Optional[Path] = None) -> str:
     """The whole report as one HTML document (see the module docstring); ``out_dir``: the results
     folder, when ``run.folder`` does not name it (the suite views read the loss curves kept there)."""
     sections = [("contrast", "Contrast", contrast_section(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
-                *suite_views(run, out_dir), ("samples", "Samples of the claimed cells", _sample_views(run)),
+                *suite_views(run, out_dir), ("pictures", "Pictures of the data", pictures_section(run)),
+                ("samples", "Samples of the claimed cells", _sample_views(run)),
                 ("trajectories", "Trajectories", _trajectories(run)),
                 ("not-done", "Cells not done", _not_done(run)), ("provenance", "Run details and provenance", _details(run))]
     sections = [s for s in sections if s[2]]
