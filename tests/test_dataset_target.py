@@ -16,7 +16,6 @@ import pytest
 import torch
 from scipy import stats
 
-import bench_plugins.targets.dataset as dataset_module
 from bench_core.suite.paths import suite_directory
 from bench_plugins.targets.data_sources import draw_moons
 from bench_plugins.targets.dataset import DatasetTarget
@@ -276,9 +275,9 @@ def test_draw_function_matches_the_target():
 
 
 def test_registry_builds_the_target():
-    from bench_core.components.discovery import build_registry
+    from bench_core.components.discovery import get_registry
 
-    registry = build_registry(extra=[dataset_module], entry_points=False)
+    registry = get_registry()  # built in: registered like any plugin
     target = registry.create("targets", "dataset", source="moons")
     assert target.dim == 2 and not hasattr(target, "split")
     wine = pickle.loads(pickle.dumps(registry.create("targets", "dataset", source="wine")))  # as sent to a worker

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from bench_core import MetricContext, SkipMetric, TrainingData
-from bench_core.components.discovery import build_registry
+from bench_core.components.discovery import get_registry
 from bench_core.kit import check_metric
-from bench_plugins.metrics import dsm_loss as dsm_module
 from bench_plugins.metrics.dsm_loss import DSMLoss, chosen_times, trained_times
 from bench_plugins.samplers.langevin import ULA
 from bench_plugins.samplers.schedules import level_times, linear_beta_alpha_bars
@@ -208,7 +207,7 @@ class ExactWithTimes:
 
 
 def test_dsm_loss_through_the_registry_and_the_conformance_kit():
-    reg = build_registry(extra=[dsm_module], entry_points=False)
+    reg = get_registry()  # built in: registered like any plugin
     metric = reg.create("metrics", "dsm_loss")
     assert (metric.n_mc, metric.n_levels, metric.higher_is_better) == (2000, 20, False)
     assert metric.keys == ("train", "heldout", "gap")

@@ -14,9 +14,8 @@ import scipy.linalg
 import torch
 
 from bench_core import MetricContext, SkipMetric, TrainingData
-from bench_core.components.discovery import build_registry
+from bench_core.components.discovery import get_registry
 from bench_core.kit import check_metric
-from bench_plugins.metrics import sample_quality
 from bench_plugins.metrics.sample_quality import (Frechet, PrecisionRecall, _psd_sqrt, frechet_distance,
                                                   frechet_gaussians, kth_neighbour_radii, manifold_precision_recall)
 from bench_plugins.samplers.langevin import ULA
@@ -236,7 +235,7 @@ def test_precision_recall_skips_and_refuses():
 # ---------------------------------------------------------------- registry and conformance kit
 
 def test_metrics_through_the_registry_pass_the_conformance_kit():
-    reg = build_registry(extra=[sample_quality], entry_points=False)
+    reg = get_registry()  # built in: registered like any plugin
     frechet = reg.create("metrics", "frechet")
     pr = reg.create("metrics", "precision_recall", k=3, n_mc=300)
     assert isinstance(frechet, Frechet) and frechet.n_mc == 2000 and frechet.keys == ("value", "null")
