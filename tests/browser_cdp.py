@@ -177,7 +177,8 @@ def _collect(report: PageReport, events: list[dict[str, Any]]) -> None:
 
 
 def open_page(path: Path, width: int = 1280, height: int = 800, timeout: float = 30.0,
-              selectors: Sequence[str] = (), screenshot: Optional[Path] = None) -> PageReport:
+              selectors: Sequence[str] = (), screenshot: Optional[Path] = None,
+              scroll_to: Optional[str] = None) -> PageReport:
     """Load ``path`` in a fresh headless Chromium at ``width`` x ``height`` and report what it showed.
 
     Parameters
@@ -187,6 +188,8 @@ def open_page(path: Path, width: int = 1280, height: int = 800, timeout: float =
     timeout : seconds for everything: start, load, checks and screenshot.
     selectors : CSS selectors whose bounding rectangles (viewport coordinates) to report.
     screenshot : where to write a PNG of the first screen; none is taken when None.
+    scroll_to : a CSS selector scrolled to the top of the screen before the screenshot (after the
+        rectangles are measured), to look at a section below the first screen.
 
     Raises
     ------
@@ -231,6 +234,8 @@ def open_page(path: Path, width: int = 1280, height: int = 800, timeout: float =
         for selector in selectors:
             found = session.evaluate(_RECT_JS % json.dumps(selector))
             report.rects[selector] = json.loads(found) if found else None
+        if scroll_to is not None:
+            session.evaluate(f"document.querySelector({json.dumps(scroll_to)}).scrollIntoView()")
         if screenshot is not None:
             shot = session.send("Page.captureScreenshot", format="png")  # the viewport: the first screen
             screenshot.parent.mkdir(parents=True, exist_ok=True)

@@ -125,3 +125,60 @@ def test_report_reads_cleanly_in_a_browser(browser, fragility_run):
     assert headline is not None, f"report.html has no element matching {HEADLINE!r} (screenshot: {shot})"
     assert headline["width"] > 0 and headline["top"] >= 0 and headline["bottom"] <= HEIGHT, (
         f"{HEADLINE} is not within the first {WIDTH}x{HEIGHT} screen: {headline} (screenshot: {shot})")
+
+
+DIGITS_SUITE = """
+[suite]
+name = "digits_small"
+seeds = [0]
+n_samples = 300
+device = "cpu"
+
+[data]
+n_train = 100
+
+[[targets]]
+name = "dataset"
+params = { source = "digits" }
+
+[[scores]]
+name = "empirical"
+
+[[initializers]]
+name = "fresh"
+
+[[initializers]]
+name = "train"
+
+[[samplers]]
+name = "ula"
+params = { step_size = 0.0025, n_steps = 200 }
+
+[[samplers]]
+name = "ddpm"
+params = { n_steps = 200 }
+
+[[metrics]]
+name = "nearest_train"
+"""
+
+
+def test_a_data_set_of_images_is_drawn_as_images(browser, tmp_path):
+    """A digits run's report: the training and held-out images and, per configuration, the generated
+    images beside their nearest training image, all decoded by the browser (screenshot of the section)."""
+    from bench_core.pipeline import run_suite
+
+    (tmp_path / "digits.toml").write_text(DIGITS_SUITE)
+    run_suite(tmp_path / "digits.toml", out=tmp_path / "out")
+    shot = _artifact("report-digits-pictures.png")
+    report = browser.open_page(tmp_path / "out" / "report.html", WIDTH, HEIGHT, selectors=["#pictures"],
+                               screenshot=shot, scroll_to="#pictures")
+    assert not report.console_errors, f"console errors in report.html:{_listing(report.console_errors)}"
+    assert not report.broken_images, f"images that did not load:{_listing(report.broken_images)}"
+    assert report.rects["#pictures"] is not None, "the report has no pictures section"
+    grids = [im for im in report.images if "nearest training images" in im.alt]
+    data = [im for im in report.images if "training and held-out images" in im.alt]
+    # three configurations (ULA from fresh and train starts, DDPM from the prior) and one data grid
+    assert len(grids) == 3 and len(data) == 1, [im.alt for im in report.images]
+    assert all(im.complete and im.natural_width > 400 and im.natural_height > 100 for im in grids + data)
+    assert _png_size(shot) == (WIDTH, HEIGHT)
