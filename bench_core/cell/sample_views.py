@@ -12,8 +12,9 @@ reference samples, computed where the cell ran:
   made orthogonal to it;
 - on a target with ``image_shape``: :data:`GRID_N` samples (one per start group: particles started
   at one point are stored next to each other), the nearest distinct training row of each with its
-  distance, and as many training and held-out rows (``images``, ``nearest``, ``nearest_dist``,
-  ``train_images``, ``heldout_images``, ``image_shape``);
+  distance (in the target's coordinates), and as many training and held-out rows (``images``, ``nearest``,
+  ``nearest_dist``, ``train_images``, ``heldout_images``, ``image_shape``), in the data's own units when
+  the target can map them back (``in_data_units(x, seed)``: a data set's grey levels);
 - on a 2-D data set: the samples, the reference and the training rows in the target's own
   coordinates (``xy``, ``xy_ref``, ``xy_train``).
 
@@ -78,7 +79,7 @@ def _spread(rows: Tensor, k: int) -> Tensor:
     return rows[torch.arange(min(k, rows.shape[0]), device=rows.device) * rows.shape[0] // min(k, rows.shape[0])]
 
 
-def _pictures(x: Tensor, ref: Tensor, target: Any, data: Any) -> dict[str, Tensor]:
+def _pictures(x: Tensor, ref: Tensor, target: Any, data: Any, seed: int) -> dict[str, Tensor]:
     """The image grid (samples, nearest training rows, distances, data rows) or the plane's points."""
     train = data.distinct.to(device=x.device, dtype=torch.float64) if data is not None else ref[:0]
     out: dict[str, Tensor] = {}
@@ -87,18 +88,23 @@ def _pictures(x: Tensor, ref: Tensor, target: Any, data: Any) -> dict[str, Tenso
         images = _spread(x, GRID_N)
         heldout = getattr(data, "heldout", None)
         heldout = ref if heldout is None else heldout.to(device=x.device, dtype=torch.float64)
-        out.update(images=images, train_images=train[:GRID_N], heldout_images=heldout[:GRID_N],
-                   image_shape=torch.tensor(list(shape)))
+        out.update(images=images, train_images=train[:GRID_N], heldout_images=heldout[:GRID_N])
         if train.shape[0]:
             distances = torch.cdist(images, train)  # GRID_N x n_train: small
             nearest = distances.argmin(dim=1)
             out.update(nearest=train[nearest], nearest_dist=distances.gather(1, nearest[:, None])[:, 0])
+        units = getattr(target, "in_data_units", None)  # drawn in the data's own grey levels when it can
+        if callable(units):
+            out.update({k: units(out[k], seed) for k in ("images", "train_images", "heldout_images", "nearest")
+                        if k in out})
+        out["image_shape"] = torch.tensor(list(shape))
     elif target.dim == 2 and sample_only(target):
         out.update(xy=x[:VIEW_N], xy_ref=ref[:VIEW_N], xy_train=train[:VIEW_N])
     return out
 
 
-def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = None) -> dict[str, np.ndarray]:
+def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = None,
+                seed: int = 0) -> dict[str, np.ndarray]:
     """The radial distances and 2-D projections of the first :data:`VIEW_N` samples and reference points,
     and the pictures of an image or 2-D target (see the module docstring).
 
@@ -114,7 +120,7 @@ def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = Non
     basis = _plane(center, x, ref)
     out = {"radial": (x - center).norm(dim=1), "radial_ref": (ref - center).norm(dim=1),
            "plane": x @ basis.T, "plane_ref": ref @ basis.T}
-    pictures = _pictures(whole, ref, target, data)
+    pictures = _pictures(whole, ref, target, data, seed)
     shape = pictures.pop("image_shape", None)
     if "xy" in pictures:
         pictures["xy"] = x  # the first VIEW_N, as the other summaries

@@ -214,6 +214,15 @@ class DatasetTarget:
         dtype = torch.get_default_dtype()
         return train.to(dtype, copy=True), heldout.to(dtype, copy=True)
 
+    def in_data_units(self, x: Tensor, seed: int) -> Tensor:
+        """Rows of this target (as ``split(seed)`` gives them) back in the data's own units (an image's grey
+        levels), undoing the standardization fitted on that seed's training rows; for pictures. Rows
+        projected on principal components (``dims``) stay as they are."""
+        pre = self._prepare(nonnegative_int("seed", seed))[2]
+        if pre.components is not None:
+            return x
+        return x * pre.scale.to(x) + pre.center.to(x)
+
     # ---------------------------------------------------------------- sampling
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
