@@ -174,10 +174,18 @@ def test_broken_metrics_fail(metric, match):
 
 
 def test_protocol_violations_fail(target):
-    with pytest.raises(AssertionError, match="does not follow the Target protocol: it lacks 'score'"):
-        check_target(type("NoScore", (), {"dim": 2, "sample": None, "log_prob": None})())
+    with pytest.raises(AssertionError, match="does not follow the Target protocol: it lacks 'sample'"):
+        check_target(type("NoSample", (), {"dim": 2, "log_prob": None, "score": None})())
     with pytest.raises(AssertionError, match="does not follow the ScoreEstimate protocol"):
         check_score(object(), target)
+
+
+def test_a_target_of_samples_only_passes_with_its_split():
+    """score and log_prob are optional: a data set (no closed form) passes, its split(seed) checked."""
+    from bench_core.components.discovery import get_registry
+
+    check_target(get_registry().create("targets", "dataset", source="wine"))
+    check_target(get_registry().create("targets", "dataset", source="moons"))
 
 
 # ---------------------------------------------------------------- check_plugin
