@@ -18,6 +18,7 @@ BUILTIN_MODULES = (
     "bench_plugins.samplers.ddim",
     "bench_plugins.samplers.annealed_langevin",
     "bench_plugins.samplers.cld",
+    "bench_plugins.samplers.diffusers_schedulers",
     "bench_plugins.metrics.moments",
     "bench_plugins.metrics.score_error",
     "bench_plugins.metrics.tv",

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_core.report import figures
+from bench_core.report import cost_figures, figures
 from bench_core.findings.fragility import fragility_points, fragility_summary
+from bench_core.findings.quality_cost import quality_cost_points
 from bench_core.report.html_parts import escape as _e, table as _table
 from bench_core.results.run_results import RunResults
 
@@ -42,8 +43,25 @@ def _claims(info: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _quality_cost(run: RunResults) -> str:
+    """The quality-cost curve as the headline figure ("" when the suite does not measure one)."""
+    points = quality_cost_points(run)
+    if points.empty:
+        return ""
+    caption = ("Quality against cost: each panel's metric (Gaussian-fit KL, a distance, or the certified TV lower "
+               "bound of a trap) against the score evaluations per particle, one line per sampler at its step counts "
+               "(diffusion samplers dashed, Langevin solid), one panel per score family and target; means over seeds.")
+    return (f'<figure id="headline-figure" class="headline"><img src="data:image/png;base64,'
+            f'{cost_figures.quality_cost_curve(points)}" alt="quality against the number of score evaluations">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
 def headline_section(run: RunResults) -> str:
-    """The first screen: the fragility curve, the sentence stating the contrast, the claims summary."""
+    """The first screen: the quality-cost curve of a suite that ranks at equal cost, else the fragility curve
+    and the sentence stating the contrast; then the claims summary."""
+    cost = _quality_cost(run)
+    if cost:
+        return cost + _claims(run.info)
     points = fragility_points(run)
     parts = []
     if not points.empty:
