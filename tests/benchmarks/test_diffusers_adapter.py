@@ -1,4 +1,4 @@
-"""What the ``diffusers`` sampler costs over driving the same scheduler by hand.
+"""What the ``diffusers`` sampler costs over driving the very same scheduler by hand.
 
 The by-hand loop is what a diffusers user writes: ``set_timesteps``, then for each timestep
 ``scale_model_input``, the epsilon of the score, ``step``. The bench cell adds the score-evaluation
@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from bench_core.pipeline import run_suite
-from bench_plugins.samplers.schedules import linear_betas
 from bench_plugins.targets.gaussian import GaussianTarget
 
 from bench_helpers import D, best_seconds, record
@@ -44,24 +43,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _by_hand(scheduler_name: str, n: int, steps: int) -> float:
-    """Seconds for the plain diffusers loop with the exact score as epsilon model (best of 5)."""
+    """Seconds for the plain diffusers loop (best of 5) on the very scheduler the cell steps (bench's float64
+    schedule tables, the same query times), with the exact score as its epsilon model, in float32 like the cell."""
+    import copy
+
+    from bench_core.components.discovery import get_registry
+
     target = GaussianTarget(D, mean=1.0)
-    cls = getattr(diffusers, scheduler_name)
-    scheduler = cls(num_train_timesteps=1000, trained_betas=linear_betas(1000).tolist(), prediction_type="epsilon")
-    sigma_kind = "sigmas" in dir(scheduler) and scheduler_name.startswith("Euler")
+    sampler = get_registry().create("samplers", "diffusers", scheduler=scheduler_name, n_steps=steps)
     x0 = torch.randn(n, D, generator=torch.Generator().manual_seed(0))
 
     def run() -> None:
-        scheduler.set_timesteps(steps)
+        scheduler = copy.deepcopy(sampler._prepared)
         x = x0 * scheduler.init_noise_sigma
         for i, timestep in enumerate(scheduler.timesteps):
             model_in = scheduler.scale_model_input(x, timestep)
-            if sigma_kind:
-                alpha_bar = 1.0 / (1.0 + float(scheduler.sigmas[i]) ** 2)
-            else:
-                alpha_bar = float(scheduler.alphas_cumprod[int(timestep)])
-            t = -0.5 * math.log(alpha_bar)
-            eps = target.score(model_in, t) * -math.sqrt(1.0 - alpha_bar)
+            t = sampler.times[i]
+            eps = target.score(model_in, t) * -math.sqrt(-math.expm1(-2.0 * t))
             x = scheduler.step(eps, timestep, x).prev_sample
 
     return best_seconds(run, rounds=5)
