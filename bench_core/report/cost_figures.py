@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench_core.report.figures import _figure, _png, line_styles
+from bench_core.report.figures import _figure, _png, legend_below, line_styles
 
 PANEL_WIDTH, PANEL_HEIGHT = 3.2, 2.7
 
@@ -55,11 +55,6 @@ def quality_cost_curve(points: pd.DataFrame) -> str:
                 ax.set_xlabel("score evaluations per particle (nfe.calls)", fontsize=7)
                 ax.set_ylabel(str(block["metric"].iloc[0]), fontsize=7)
                 ax.tick_params(labelsize=6.5)
-        seen: dict = {}
-        for ax in axes.ravel():
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(label, handle)
-        fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(5, len(seen)), frameon=False, fontsize=7)
+        legend_below(fig, axes, columns=5, fontsize=7)
         fig.tight_layout()
         return _png(fig)

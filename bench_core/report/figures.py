@@ -226,11 +226,16 @@ def fragility_curve(points: pd.DataFrame) -> str:
             ax.set_title(panel, fontsize=9)
             ax.set_xlabel(r"$\log_{10}\,\varepsilon_0^2$ (score_error.log10, mean over seeds; hollow: bound)", fontsize=8)
         axes[0].set_ylabel("certified TV lower bound\n(mean, 95% interval over seeds)", fontsize=8)
-        seen: dict = {}  # one legend entry per line, whichever panels it appears in
-        for ax in axes:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(label, handle)
-        fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(3, len(seen)), frameon=False, fontsize=7.5)
+        legend_below(fig, axes, columns=3, fontsize=7.5)
         fig.tight_layout()
         return _png(fig)
+
+
+def legend_below(fig: Figure, axes, *, columns: int, fontsize: float) -> None:
+    """One legend below all panels, one entry per line whichever panels it appears in: no data covered."""
+    seen: dict = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(columns, len(seen)), frameon=False, fontsize=fontsize)
