@@ -27,8 +27,19 @@ _NN_BLOCK_ELEMENTS = 2048 * 2048  # nearest_train: at most this many distances i
 
 # ---------------------------------------------------------------- shared helpers
 
-def _perm(n: int, gen: torch.Generator, device: torch.device) -> Tensor:
+def permutation(n: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    """A random permutation of ``range(n)`` drawn from ``gen`` (on its device), moved to ``device``."""
     return torch.randperm(n, generator=gen, device=gen.device).to(device)
+
+
+def checked_samples(samples: Tensor, name: str, minimum: int) -> Tensor:
+    """``samples`` detached, or SkipMetric when there are fewer than ``minimum`` or any is not finite."""
+    samples = samples.detach()
+    if samples.shape[0] < minimum:
+        raise SkipMetric(f"{name} needs at least {minimum} samples, got {samples.shape[0]}")
+    if not torch.isfinite(samples).all():
+        raise SkipMetric("non-finite samples")
+    return samples
 
 
 def _reference_pool(ctx: MetricContext, needed: int, device: torch.device) -> Tensor:
@@ -41,30 +52,29 @@ def _reference_pool(ctx: MetricContext, needed: int, device: torch.device) -> Te
     return ref
 
 
-def _value_and_null(loss, samples: Tensor, ctx: MetricContext, n_mc: int) -> dict[str, float]:
+def value_and_null(loss, samples: Tensor, ctx: MetricContext, n_mc: int, *, name: str, minimum: int = 1,
+                   top_up: bool = True) -> dict[str, float]:
     """``value = loss(X, Y_a)`` and ``null = loss(Y_a, Y_b)``.
 
     ``X``: ``m = min(n_mc, #samples)`` produced points (random subset); ``Y_a``, ``Y_b``: two
     disjoint random subsets of ``m`` reference points each. ``null`` is one draw of the
     metric's value when the samples are exact: the finite-sample floor ``value`` is to be
-    compared with. A finite data set (a target with ``split``) has no more rows than its held-out
-    ones to draw: then ``m = min(n_mc, #samples, #reference // 2)``, so value and null compare sets of
-    one size.
+    compared with. When the reference has fewer than ``2 m`` rows it is topped up with exact target
+    draws, unless ``top_up`` is false or the target is a finite data set (a target with ``split``, which
+    has no more rows than its held-out ones): then ``m = min(n_mc, #samples, #reference // 2)``, so value
+    and null compare sets of one size. ``minimum``: the fewest points ``loss`` takes per set.
     """
-    samples = samples.detach()
+    samples = checked_samples(samples, name, minimum)
     device = samples.device
-    if samples.shape[0] == 0:
-        raise SkipMetric("no samples")
-    if not torch.isfinite(samples).all():
-        raise SkipMetric("non-finite samples")
     m = min(n_mc, samples.shape[0])
-    if callable(getattr(ctx.target, "split", None)):
+    if not top_up or callable(getattr(ctx.target, "split", None)):
         m = min(m, ctx.reference.shape[0] // 2)
-        if m < 1:
-            raise SkipMetric(f"the held-out split has {ctx.reference.shape[0]} rows: too few for a value and a null")
-    x = samples[_perm(samples.shape[0], ctx.generator, device)[:m]].to(F64)  # the subset only, in float64
+        if m < minimum:
+            raise SkipMetric(f"{name} needs at least {2 * minimum} reference points (two halves of {minimum}), got "
+                             f"{ctx.reference.shape[0]}")
+    x = samples[permutation(samples.shape[0], ctx.generator, device)[:m]].to(F64)  # the subset only, in float64
     ref = _reference_pool(ctx, 2 * m, device)
-    idx = _perm(ref.shape[0], ctx.generator, device)
+    idx = permutation(ref.shape[0], ctx.generator, device)
     ya, yb = ref[idx[:m]], ref[idx[m:2 * m]]
     return {"value": float(loss(x, ya)), "null": float(loss(ya, yb))}
 
@@ -142,7 +152,7 @@ class Sinkhorn:
         def loss(x: Tensor, y: Tensor) -> float:
             return sinkhorn_divergence(x, y, p=self.p, blur=self.blur, scaling=self.scaling)
 
-        return _value_and_null(loss, samples, ctx, self.n_mc)
+        return value_and_null(loss, samples, ctx, self.n_mc, name="sinkhorn")
 
 
 # ---------------------------------------------------------------- energy
@@ -185,7 +195,7 @@ class Energy:
         self.n_mc = tensor_size("n_mc", n_mc, what="the subsample")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        return _value_and_null(energy_distance, samples, ctx, self.n_mc)
+        return value_and_null(energy_distance, samples, ctx, self.n_mc, name="energy")
 
 
 # ---------------------------------------------------------------- radius

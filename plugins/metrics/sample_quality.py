@@ -14,28 +14,16 @@ from torch import Tensor
 
 from bench_core import MetricContext, SkipMetric, hookimpl, positive_int, tensor_size
 
+from .distances import checked_samples, permutation, value_and_null
 from .float64_blocks import mean64, scatter64
 
 F64 = torch.float64
 BLOCK_ELEMENTS = 1 << 22  # pairwise distances in memory at once (32 MiB in float64)
 
 
-def _perm(n: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    return torch.randperm(n, generator=gen, device=gen.device).to(device)
-
-
 def _subset(x: Tensor, m: int, gen: torch.Generator) -> Tensor:
     """``m`` random rows of ``x`` (a permutation drawn from ``gen``), in float64."""
-    return x[_perm(x.shape[0], gen, x.device)[:m]].to(F64)
-
-
-def _checked(samples: Tensor, name: str, minimum: int) -> Tensor:
-    samples = samples.detach()
-    if samples.shape[0] < minimum:
-        raise SkipMetric(f"{name} needs at least {minimum} samples, got {samples.shape[0]}")
-    if not torch.isfinite(samples).all():
-        raise SkipMetric("non-finite samples")
-    return samples
+    return x[permutation(x.shape[0], gen, x.device)[:m]].to(F64)
 
 
 # ---------------------------------------------------------------- frechet
@@ -110,16 +98,7 @@ class Frechet:
         self.n_mc = tensor_size("n_mc", n_mc, what="the subsample")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        samples = _checked(samples, "frechet", 2)
-        ref = ctx.reference.detach()
-        m = min(self.n_mc, samples.shape[0], ref.shape[0] // 2)
-        if m < 2:
-            raise SkipMetric(f"frechet needs at least 4 reference points (two halves of 2), got {ref.shape[0]}")
-        x = _subset(samples, m, ctx.generator)
-        idx = _perm(ref.shape[0], ctx.generator, ref.device)
-        ya = ref[idx[:m]].to(device=samples.device, dtype=F64)
-        yb = ref[idx[m:2 * m]].to(device=samples.device, dtype=F64)
-        return {"value": frechet_distance(x, ya), "null": frechet_distance(ya, yb)}
+        return value_and_null(frechet_distance, samples, ctx, self.n_mc, name="frechet", minimum=2, top_up=False)
 
 
 # ---------------------------------------------------------------- precision / recall
@@ -206,7 +185,7 @@ class PrecisionRecall:
         self.n_mc = tensor_size("n_mc", n_mc, what="the subsample")
 
     def __call__(self, samples: Tensor, ctx: MetricContext) -> dict[str, float]:
-        samples = _checked(samples, "precision_recall", max(2, self.k + 1))
+        samples = checked_samples(samples, "precision_recall", max(2, self.k + 1))
         ref = ctx.reference.detach()
         if ref.shape[0] <= self.k:
             raise SkipMetric(f"precision_recall needs more than k = {self.k} reference points, got {ref.shape[0]}")
