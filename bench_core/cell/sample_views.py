@@ -45,10 +45,16 @@ def claimed(plan: Plan, cell: Cell) -> bool:
     return bool(claims) and cell.seed == min(plan.suite.seeds) and any(select_matches(cell, c.select) for c in claims)
 
 
+def _picture_kind(target: Any) -> Optional[str]:
+    """``"images"`` for a target whose rows are images, ``"plane"`` for a 2-D data set, else None."""
+    if getattr(target, "image_shape", None) is not None:
+        return "images"
+    return "plane" if target.dim == 2 and sample_only(target) else None
+
+
 def wants_view(plan: Plan, cell: Cell, target: Any) -> bool:
     """A claimed cell, or a first-seed cell whose data the report draws (images, points of the plane)."""
-    pictured = getattr(target, "image_shape", None) is not None or (target.dim == 2 and sample_only(target))
-    return claimed(plan, cell) or (pictured and cell.seed == min(plan.suite.seeds))
+    return claimed(plan, cell) or (_picture_kind(target) is not None and cell.seed == min(plan.suite.seeds))
 
 
 def _center(target: Any, reference: Tensor) -> Tensor:
@@ -82,24 +88,23 @@ def _spread(rows: Tensor, k: int) -> Tensor:
 def _pictures(x: Tensor, ref: Tensor, target: Any, data: Any, seed: int) -> dict[str, Tensor]:
     """The image grid (samples, nearest training rows, distances, data rows) or the plane's points."""
     train = data.distinct.to(device=x.device, dtype=torch.float64) if data is not None else ref[:0]
-    out: dict[str, Tensor] = {}
-    shape = getattr(target, "image_shape", None)
-    if shape is not None:
-        images = _spread(x, GRID_N)
-        heldout = getattr(data, "heldout", None)
-        heldout = ref if heldout is None else heldout.to(device=x.device, dtype=torch.float64)
-        out.update(images=images, train_images=train[:GRID_N], heldout_images=heldout[:GRID_N])
-        if train.shape[0]:
-            distances = torch.cdist(images, train)  # GRID_N x n_train: small
-            nearest = distances.argmin(dim=1)
-            out.update(nearest=train[nearest], nearest_dist=distances.gather(1, nearest[:, None])[:, 0])
-        units = getattr(target, "in_data_units", None)  # drawn in the data's own grey levels when it can
-        if callable(units):
-            out.update({k: units(out[k], seed) for k in ("images", "train_images", "heldout_images", "nearest")
-                        if k in out})
-        out["image_shape"] = torch.tensor(list(shape))
-    elif target.dim == 2 and sample_only(target):
-        out.update(xy=x[:VIEW_N], xy_ref=ref[:VIEW_N], xy_train=train[:VIEW_N])
+    kind = _picture_kind(target)
+    if kind == "plane":
+        return {"xy": x[:VIEW_N], "xy_ref": ref, "xy_train": train[:VIEW_N]}
+    if kind is None:
+        return {}
+    images = _spread(x, GRID_N)
+    heldout = getattr(data, "heldout", None)
+    heldout = ref if heldout is None else heldout.to(device=x.device, dtype=torch.float64)
+    out = {"images": images, "train_images": train[:GRID_N], "heldout_images": heldout[:GRID_N]}
+    if train.shape[0]:
+        distances = torch.cdist(images, train)  # GRID_N x n_train: small
+        nearest = distances.argmin(dim=1)
+        out.update(nearest=train[nearest], nearest_dist=distances.gather(1, nearest[:, None])[:, 0])
+    units = getattr(target, "in_data_units", None)  # drawn in the data's own grey levels when it can
+    if callable(units):
+        out.update({k: units(out[k], seed) for k in ("images", "train_images", "heldout_images", "nearest")
+                    if k in out})
     return out
 
 
@@ -111,7 +116,7 @@ def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = Non
     Returns
     -------
     ``{"radial": [VIEW_N], "radial_ref": [VIEW_N], "plane": [VIEW_N, 2], "plane_ref": [VIEW_N, 2], ...}``
-    (float32; fewer rows when there are fewer points).
+    (float32; fewer rows when there are fewer points; ``image_shape`` int64).
     """
     whole = samples.to(torch.float64)
     x = whole[:VIEW_N]
@@ -119,15 +124,10 @@ def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = Non
     center = _center(target, ref)
     basis = _plane(center, x, ref)
     out = {"radial": (x - center).norm(dim=1), "radial_ref": (ref - center).norm(dim=1),
-           "plane": x @ basis.T, "plane_ref": ref @ basis.T}
-    pictures = _pictures(whole, ref, target, data, seed)
-    shape = pictures.pop("image_shape", None)
-    if "xy" in pictures:
-        pictures["xy"] = x  # the first VIEW_N, as the other summaries
-    out.update(pictures)
+           "plane": x @ basis.T, "plane_ref": ref @ basis.T, **_pictures(whole, ref, target, data, seed)}
     view = {k: v.to(torch.float32).cpu().numpy() for k, v in out.items()}
-    if shape is not None:
-        view["image_shape"] = shape.numpy().astype(np.int64)
+    if "images" in view:
+        view["image_shape"] = np.asarray(target.image_shape, dtype=np.int64)
     return view
 
 

@@ -4,7 +4,7 @@ The question a practitioner brings to a sampler is what its samples are worth at
 whether that survives a wrong score. A suite answers it by running each sampler at several step counts
 (``nfe.calls``, the score evaluations per particle, is recorded for every cell) under several score
 families. This module turns such a run into curve points; the figure is drawn by
-:func:`bench_core.report.figures.quality_cost_curve`.
+:func:`bench_core.report.cost_figures.quality_cost_curve`.
 
 A **panel** is one (target, score family with its params): an exact or noisy score is judged by
 ``gaussian_kl`` where it was measured (a Gaussian target), else by the first of ``energy.value``,

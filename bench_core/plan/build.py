@@ -127,18 +127,19 @@ def build_plan(suite: Suite, registry: Registry, *, device: Optional[str] = None
         for kind in ("targets", "initializers", "samplers", "metrics"):
             for spec in suite.components[kind]:
                 built[kind][spec] = _instantiate(suite, registry, spec)
-    check_resources(suite, built["targets"], built["samplers"])
-    with default_dtype(getattr(torch, suite.dtype)), suite_directory(suite.path):
-        for target_spec, target in built["targets"].items():
-            try:
-                data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate, "cpu")
-            except SuiteError as exc:
-                raise SuiteError(f"{suite.where('data', None, 'n_train')}: {exc}") from None
-            for spec in suite.components["scores"]:
-                if not (sample_only(target) and _closed_form_only(registry, spec)):  # refused below, per cell
-                    built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
-            for spec, initializer in built["initializers"].items():
-                _try_initializer(suite, spec, initializer, target, target_spec, data)
+        check_resources(suite, built["targets"], built["samplers"])
+        with default_dtype(getattr(torch, suite.dtype)):
+            for target_spec, target in built["targets"].items():
+                try:
+                    data = make_training_data(target, target_spec, suite.seeds[0], suite.n_train, suite.duplicate,
+                                              "cpu")
+                except SuiteError as exc:
+                    raise SuiteError(f"{suite.where('data', None, 'n_train')}: {exc}") from None
+                for spec in suite.components["scores"]:
+                    if not (sample_only(target) and _closed_form_only(registry, spec)):  # refused below, per cell
+                        built["scores"][spec] = _instantiate(suite, registry, spec, target, data)
+                for spec, initializer in built["initializers"].items():
+                    _try_initializer(suite, spec, initializer, target, target_spec, data)
     metric_names = set(metric_display_names(suite.components["metrics"]).values()) | set(HARNESS_METRICS)
     for claim in suite.claims:
         where = suite.where("claims", claim.index, "metric")

@@ -18,6 +18,12 @@ from bench_core.base.seeding import make_generator
 from bench_core.suite.parsed import ComponentSpec
 
 
+def _random_rows(rows: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """``k`` of ``rows`` chosen without replacement by a permutation drawn from ``generator``."""
+    chosen = torch.randperm(rows.shape[0], generator=generator, device=generator.device)[:k]
+    return rows[chosen.to(rows.device)]
+
+
 def make_training_data(target: Target, target_spec: ComponentSpec, seed: int, n_train: int,
                        duplicate: int, device: Any) -> TrainingData:
     """``n_train`` exact draws, each repeated ``duplicate`` times (rows stay grouped); for a finite data
@@ -36,8 +42,7 @@ def make_training_data(target: Target, target_spec: ComponentSpec, seed: int, n_
             raise SuiteError(f"[data] n_train = {n_train} asks for more rows than the training split of target "
                              f"{target_spec.label()} holds ({rows.shape[0]} of its {rows.shape[0] + heldout.shape[0]} "
                              f"rows; {heldout.shape[0]} are held out); lower n_train to at most {rows.shape[0]}")
-        chosen = torch.randperm(rows.shape[0], generator=generator, device=generator.device)[:n_train]
-        distinct = rows[chosen.to(rows.device)].to(device)
+        distinct = _random_rows(rows, n_train, generator).to(device)
         heldout = heldout.to(device)
     else:
         distinct = target.sample(n_train, generator)
@@ -51,10 +56,7 @@ def make_reference(target: Target, target_spec: ComponentSpec, seed: int, n: int
     generator = make_generator(seed, "reference", target_spec.key(), device=device)
     if callable(getattr(target, "split", None)):
         heldout = target.split(seed)[1]
-        if n < heldout.shape[0]:
-            heldout = heldout[torch.randperm(heldout.shape[0], generator=generator, device=generator.device)[:n]
-                              .to(heldout.device)]
-        return heldout.to(device)
+        return (_random_rows(heldout, n, generator) if n < heldout.shape[0] else heldout).to(device)
     return target.sample(n, generator)
 
 
