@@ -131,7 +131,7 @@ def snapshot_name(epochs: int) -> str:
 
 
 @contextlib.contextmanager
-def _training_numerics() -> Iterator[None]:
+def training_numerics() -> Iterator[None]:
     """The cells' numeric context in float32 (one intra-op thread: bit-identical weights on CPU
     whatever the core count; float32 parameters even when a float64 cell trains lazily), with the
     global RNG untouched (parameter init draws from it under a fixed seed)."""
@@ -182,7 +182,7 @@ class DDPMTrainingJob:
         below the first missing one (bit-identical to an uninterrupted run)."""
         stream = stream or sys.stderr
         entry = self.entry
-        with entry.lock(), _training_numerics():
+        with entry.lock(), training_numerics():
             missing = self.missing()
             if not missing:
                 return
