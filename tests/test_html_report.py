@@ -200,7 +200,12 @@ def test_the_cells_a_claim_names_keep_a_sample_view(contrast_run):
     assert set(run.views) == set(claimed["cell"]) and len(run.views) == 2
     ula = run.views[claimed[claimed["sampler"] == "ula"]["cell"].item()]
     assert {k: v.shape for k, v in ula.items()} == {"radial": (300,), "radial_ref": (300,), "plane": (300, 2),
-                                                   "plane_ref": (300, 2)}
+                                                   "plane_ref": (300, 2), "field_xy": (441, 2), "field_uv": (441, 2),
+                                                   "field_norm": (441,)}
+    # the trap's error in the plane: large at the origin (inside the ball), exactly 0 at the target's mean
+    # (||mu|| = 9.5, beyond twice the ball's radius sqrt(10))
+    nearest = lambda a, b: int(((ula["field_xy"] - [a, b]) ** 2).sum(1).argmin())  # noqa: E731
+    assert ula["field_norm"][nearest(0.0, 0.0)] > 1.0 and ula["field_norm"][nearest(9.49, 0.0)] == 0.0
     # reference: ||z|| for z ~ N(0, I_10) is about sqrt(10) = 3.2; the trapped ULA samples: about 9.5
     assert ula["radial_ref"].mean() == pytest.approx(3.1, abs=0.4) and ula["radial"].mean() > 6.0
     # the first axis is the mean direction: the reference sits at +||mu|| on it, the trapped samples near 0

@@ -262,7 +262,7 @@ class CellRunner:
         measure(samples, None, None)
         if wants_view(self.plan, cell, target):
             self._phase = "the sample view"
-            self._view = sample_view(samples, ctx.reference, target, ctx.data, cell.seed)
+            self._view = sample_view(samples, ctx.reference, target, ctx.data, cell.seed, ctx.score)
         diagnostics, problem = sampler_diagnostics(sampler)
         rows.extend(MetricRow(name, value) for name, value in diagnostics.items())
         if problem is not None:

@@ -16,7 +16,12 @@ reference samples, computed where the cell ran:
   ``nearest_dist``, ``train_images``, ``heldout_images``, ``image_shape``), in the data's own units when
   the target can map them back (``in_data_units(x, seed)``: a data set's grey levels);
 - on a 2-D data set: the samples, the reference and the training rows in the target's own
-  coordinates (``xy``, ``xy_ref``, ``xy_train``).
+  coordinates (``xy``, ``xy_ref``, ``xy_train``);
+- for a score that knows its error (``deviation(x, t)``: the traps, the adversary), the error at
+  t = 0 on a :data:`FIELD_N` x :data:`FIELD_N` grid of the same plane, spanning the samples and the
+  reference: ``field_xy`` (grid points in plane coordinates), ``field_uv`` (the error projected on
+  the plane) and ``field_norm`` (its full norm), so the report can draw what the error looks like
+  where the particles are.
 
 :data:`VIEW_N` points of each, float32: a few KB per cell whatever ``n`` and ``d`` are. They are
 written to ``<out>/views/<cell id>.npz`` (the ``cell`` column of results.csv) by the driver and read back with the results.
@@ -36,6 +41,7 @@ from bench_core.plan.cells import Cell, Plan, select_matches
 
 VIEW_N = 500
 GRID_N = 16  # images of one picture grid
+FIELD_N = 21  # grid points per axis of the error field in the plane
 FOLDER = "views"
 
 
@@ -108,8 +114,26 @@ def _pictures(x: Tensor, ref: Tensor, target: Any, data: Any, seed: int) -> dict
     return out
 
 
+def _field(score: Any, basis: Tensor, plane: Tensor) -> dict[str, Tensor]:
+    """The score's error ``deviation(x, 0)`` on a grid of the plane through the origin spanned by ``basis``
+    (the grid spans the projected points, ``plane``, with a 10% margin), or nothing without ``deviation``."""
+    deviation = getattr(score, "deviation", None)
+    if not callable(deviation) or plane.shape[0] == 0:
+        return {}
+    lo, hi = plane.min(dim=0).values, plane.max(dim=0).values
+    pad = 0.1 * (hi - lo).clamp_min(1e-6)
+    axes = [torch.linspace(float(lo[i] - pad[i]), float(hi[i] + pad[i]), FIELD_N, dtype=torch.float64)
+            for i in range(2)]
+    ab = torch.cartesian_prod(*axes).to(plane.device)
+    points = ab @ basis  # [FIELD_N^2, d] in the target's coordinates
+    dtype = torch.get_default_dtype()
+    with torch.inference_mode():
+        delta = deviation(points.to(dtype), 0.0).to(torch.float64)
+    return {"field_xy": ab, "field_uv": delta @ basis.T, "field_norm": delta.norm(dim=1)}
+
+
 def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = None,
-                seed: int = 0) -> dict[str, np.ndarray]:
+                seed: int = 0, score: Any = None) -> dict[str, np.ndarray]:
     """The radial distances and 2-D projections of the first :data:`VIEW_N` samples and reference points,
     and the pictures of an image or 2-D target (see the module docstring).
 
@@ -123,8 +147,10 @@ def sample_view(samples: Tensor, reference: Tensor, target: Any, data: Any = Non
     ref = reference[:VIEW_N].to(device=x.device, dtype=torch.float64)
     center = _center(target, ref)
     basis = _plane(center, x, ref)
+    plane, plane_ref = x @ basis.T, ref @ basis.T
     out = {"radial": (x - center).norm(dim=1), "radial_ref": (ref - center).norm(dim=1),
-           "plane": x @ basis.T, "plane_ref": ref @ basis.T, **_pictures(whole, ref, target, data, seed)}
+           "plane": plane, "plane_ref": plane_ref, **_pictures(whole, ref, target, data, seed),
+           **_field(score, basis, torch.cat([plane, plane_ref]))}
     view = {k: v.to(torch.float32).cpu().numpy() for k, v in out.items()}
     if "images" in view:
         view["image_shape"] = np.asarray(target.image_shape, dtype=np.int64)

@@ -17,6 +17,7 @@ Langevin-family samplers.
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Optional
 
@@ -30,6 +31,7 @@ LOG10_EPS = "score_error.log10"
 IS_BOUND = "score_error.log10_is_bound"
 POINT_COLUMNS = ["panel", "target", "family", "line", "kind", "config", "log10_eps", "is_bound", "tv", "ci95", "n",
                  "metric", "full_line"]
+SEARCHED_PARAMS = ("attack", "budget")
 # the sentence describes the far end of the curve: points at or below this log10 eps_0^2 when any
 SMALL_LOG10_EPS = -10.0
 
@@ -38,6 +40,13 @@ def sampler_kind(sampler: str, initializer: str, families: dict[str, str]) -> st
     """``"langevin"`` or ``"diffusion"``: from run.json's ``sampler_families`` when recorded, else from
     the start (diffusion samplers run from the ``prior``, never from an initializer)."""
     return families.get(sampler) or ("diffusion" if initializer == "prior" else "langevin")
+
+
+def searched_params(score_params: str) -> Optional[dict[str, Any]]:
+    """The params of a searched score (they name ``attack`` and ``budget``: the ``adversary``), else None.
+    Such a score has its own curve, against its budget (:mod:`bench_core.findings.searched_fragility`)."""
+    params = json.loads(score_params) if score_params else {}
+    return params if isinstance(params, dict) and all(k in params for k in SEARCHED_PARAMS) else None
 
 
 def fragility_points(run: RunResults) -> pd.DataFrame:
@@ -60,6 +69,8 @@ def fragility_points(run: RunResults) -> pd.DataFrame:
     for target, block in summary[summary["score"] != EXACT].groupby("target", sort=False):
         available = set(block["metric"])
         for (score, sparams), rows in block.groupby(["score", "score_params"], sort=False):
+            if searched_params(sparams) is not None:
+                continue
             metric = tv_metric_for(score, available)
             if metric is None:
                 continue

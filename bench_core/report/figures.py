@@ -221,14 +221,24 @@ def fragility_curve(points: pd.DataFrame) -> str:
                     size = 7.0 - 1.2 * list(styles).index(line) % 4
                     ax.plot(part["log10_eps"], part["tv"], linestyle="none", marker=style["marker"], markersize=size,
                             color=style["color"], markerfacecolor="white" if bound else style["color"], zorder=4)
-            ax.invert_xaxis()  # left: large error; right: the error shrinking towards 0
-            ax.set_ylim(-0.05, 1.05)
-            ax.set_title(panel, fontsize=9)
-            ax.set_xlabel(r"$\log_{10}\,\varepsilon_0^2$ (score_error.log10, mean over seeds; hollow: bound)", fontsize=8)
-        axes[0].set_ylabel("certified TV lower bound\n(mean, 95% interval over seeds)", fontsize=8)
-        legend_below(fig, axes, columns=3, fontsize=7.5)
-        fig.tight_layout()
-        return _png(fig)
+            tv_panel(ax, panel, r"$\log_{10}\,\varepsilon_0^2$ (score_error.log10, mean over seeds; hollow: bound)")
+        return finish_tv_panels(fig, axes)
+
+
+def tv_panel(ax, title: str, xlabel: str) -> None:
+    """A panel of TV lower bounds against a log10 error: large error left, the error shrinking to the right."""
+    ax.invert_xaxis()
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+
+
+def finish_tv_panels(fig: Figure, axes) -> str:
+    """The shared y label, one legend below the panels, and the PNG (base64)."""
+    axes[0].set_ylabel("certified TV lower bound\n(mean, 95% interval over seeds)", fontsize=8)
+    legend_below(fig, axes, columns=3, fontsize=7.5)
+    fig.tight_layout()
+    return _png(fig)
 
 
 def legend_below(fig: Figure, axes, *, columns: int, fontsize: float) -> None:

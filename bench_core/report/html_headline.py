@@ -10,7 +10,8 @@ from typing import Any
 from bench_core.report import cost_figures, figures
 from bench_core.findings.fragility import fragility_points, fragility_summary
 from bench_core.findings.quality_cost import quality_cost_points
-from bench_core.report.html_parts import escape as _e, table as _table
+from bench_core.report.html_parts import escape as _e, figure as _figure, table as _table
+from bench_core.report.html_searched import searched_headline
 from bench_core.results.run_results import RunResults
 
 
@@ -51,26 +52,25 @@ def _quality_cost(run: RunResults) -> str:
     caption = ("Quality against cost: each panel's metric (Gaussian-fit KL, a distance, or the certified TV lower "
                "bound of a trap) against the score evaluations per particle, one line per sampler at its step counts "
                "(diffusion samplers dashed, Langevin solid), one panel per score family and target; means over seeds.")
-    return (f'<figure id="headline-figure" class="headline"><img src="data:image/png;base64,'
-            f'{cost_figures.quality_cost_curve(points)}" alt="quality against the number of score evaluations">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return _figure(cost_figures.quality_cost_curve(points), caption,
+                   alt="quality against the number of score evaluations", headline=True)
 
 
 def headline_section(run: RunResults) -> str:
-    """The first screen: the quality-cost curve of a suite that ranks at equal cost, else the fragility curve
-    and the sentence stating the contrast; then the claims summary."""
-    cost = _quality_cost(run)
-    if cost:
-        return cost + _claims(run.info)
+    """The first screen: the quality-cost curve of a suite that ranks at equal cost, else the searched
+    fragility curve of a run with searched scores, else the fragility curve and the sentence stating the
+    contrast; then the claims summary."""
+    first = _quality_cost(run) or searched_headline(run)
+    if first:
+        return first + _claims(run.info)
     points = fragility_points(run)
     parts = []
     if not points.empty:
         caption = ("Certified TV lower bound against log10 ε₀² (the t = 0 score error Langevin sees), one panel "
                    "per trap family; Langevin samplers warm and solid, diffusion samplers cool and dashed; bars: 95% "
                    "intervals over seeds; hollow markers: closed-form upper bound on ε₀² (Monte Carlo gave 0).")
-        parts.append(f'<figure id="headline-figure" class="headline"><img src="data:image/png;base64,'
-                     f'{figures.fragility_curve(points)}" alt="fragility curve: TV against the score error">'
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append(_figure(figures.fragility_curve(points), caption,
+                             alt="fragility curve: TV against the score error", headline=True))
         parts += [f'<p class="lead">{_e(sentence)}</p>' for sentence in fragility_summary(points)]
         labels = points[["line", "full_line"]].drop_duplicates()
         labels = labels[labels["line"] != labels["full_line"]]

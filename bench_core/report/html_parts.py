@@ -22,7 +22,9 @@ def table(frame: pd.DataFrame) -> str:
     return f'<div class="scroll">{body}</div>'
 
 
-def figure(png: str, caption: str) -> str:
-    """A base64 PNG with its caption (also its ``alt`` text)."""
-    return (f'<figure><img src="data:image/png;base64,{png}" alt="{escape(caption)}">'
+def figure(png: str, caption: str, *, alt: str = "", headline: bool = False) -> str:
+    """A base64 PNG with its caption (also its ``alt`` text unless ``alt`` is given); ``headline``: the
+    first figure of the report (``id="headline-figure"``, drawn large)."""
+    attrs = ' id="headline-figure" class="headline"' if headline else ""
+    return (f'<figure{attrs}><img src="data:image/png;base64,{png}" alt="{escape(alt or caption)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")

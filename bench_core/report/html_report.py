@@ -25,6 +25,7 @@ from bench_core.base.errors import ResultsError
 from bench_core.report.html_contrast import contrast_section
 from bench_core.report.html_headline import headline_section
 from bench_core.report.html_pictures import pictured, pictures_section
+from bench_core.report.html_searched import searched_section
 from bench_core.report.html_parts import escape as _e, figure as _figure, table as _table
 from bench_core.findings.labels import component_label, config_label
 from bench_core.findings.leaderboard import higher_is_better, leaderboard_tables
@@ -198,7 +199,8 @@ def render_html(run: RunResults, out_dir: Optional[Path] = None) -> str:
     """The whole report as one HTML document (see the module docstring); ``out_dir``: the results
     folder, when ``run.folder`` does not name it (the suite views read the loss curves kept there)."""
     sections = [("contrast", "Contrast", contrast_section(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
-                *suite_views(run, out_dir), ("pictures", "Pictures of the data", pictures_section(run)),
+                *suite_views(run, out_dir), ("searched", "What the search found", searched_section(run)),
+                ("pictures", "Pictures of the data", pictures_section(run)),
                 ("samples", "Samples of the claimed cells", _sample_views(run)),
                 ("trajectories", "Trajectories", _trajectories(run)),
                 ("not-done", "Cells not done", _not_done(run)), ("provenance", "Run details and provenance", _details(run))]

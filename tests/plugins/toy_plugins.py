@@ -136,6 +136,25 @@ class OnceOnlyScore:
         return self.target.score(x, t)
 
 
+class NumpyULA:
+    """ULA whose step goes through numpy: it samples, but its output cannot be differentiated in the score."""
+
+    family = "langevin"
+
+    def __init__(self, step_size: float = 0.01, n_steps: int = 10) -> None:
+        self.step_size, self.n_steps = step_size, n_steps
+
+    def sample(self, score, x0, *, generator, callback=None):
+        import torch
+
+        x = x0.clone()
+        for _ in range(self.n_steps):
+            drift = score(x, 0.0).detach().cpu().numpy()
+            x = torch.from_numpy(x.detach().cpu().numpy() + self.step_size * drift).to(x0)
+            x.add_(torch.randn(x.shape, generator=generator, dtype=x.dtype), alpha=(2 * self.step_size) ** 0.5)
+        return x
+
+
 def strict_sampler(step_size: float = 0.1):
     if step_size <= 0:
         raise ValueError(f"parameter 'step_size' must be > 0, got {step_size}")
@@ -150,6 +169,7 @@ def register_samplers(register):
     register("toy_identity", Identity, description="returns its start")
     register("toy_strict", strict_sampler, description="rejects step_size <= 0")
     register("toy_faulty", Faulty, description="one injected fault per instance")
+    register("toy_numpy_ula", NumpyULA, description="ULA stepped in numpy (not differentiable)")
 
 
 class GreedyScore:

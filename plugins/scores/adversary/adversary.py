@@ -164,11 +164,12 @@ class AdversaryScore(TimeIndexed):
             scale = self.info()["scale"]
             net = self.job.build_model()
             net.load_state_dict(torch.load(self.job.folder / "weights.pt", map_location="cpu", weights_only=True))
-            with torch.no_grad():  # delta = scale * raw is linear in the output layer
+            net = net.to(device=device, dtype=dtype).requires_grad_(False)
+            with torch.no_grad():  # delta = scale * raw is linear in the output layer (scaled in the cell's dtype)
                 net.out.weight.mul_(scale)
                 if net.out.bias is not None:
                     net.out.bias.mul_(scale)
-            self._models[(dtype, device)] = net.to(device=device, dtype=dtype).requires_grad_(False)
+            self._models[(dtype, device)] = net
         return self._models[(dtype, device)]
 
     rowwise = True

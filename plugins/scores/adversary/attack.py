@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from bench_core import canonical_json, get_registry
+from bench_core import ComponentError, canonical_json, get_registry
 
 #: what the probe of :func:`differentiability_problem` found, per (sampler name, params): run once per process
 _PROBED: dict[str, Optional[str]] = {}
@@ -99,13 +99,13 @@ def build_attack(attack: str, attack_params: dict, start: str, start_params: dic
     registry = get_registry()
     try:
         sampler = registry.create("samplers", attack, **attack_params)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (ComponentError, ValueError, TypeError) as exc:
         raise ValueError(f"parameter 'attack' / 'attack_params': {exc}") from None
     initializer = None
     if getattr(sampler, "family", "langevin") != "diffusion":
         try:
             initializer = registry.create("initializers", start, **start_params)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (ComponentError, ValueError, TypeError) as exc:
             raise ValueError(f"parameter 'start' / 'start_params': {exc}") from None
     elif start_params:
         raise ValueError(f"parameter 'start_params': sampler '{attack}' is a diffusion sampler, which starts from "

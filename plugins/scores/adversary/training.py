@@ -108,7 +108,8 @@ class AdversaryTrainingJob:
         """Train (under the entry's lock) unless the cache has it."""
         stream = stream or sys.stderr
         entry = self.entry
-        with entry.lock(), training_numerics():
+        # a cell may load the score lazily inside the sampler's inference_mode: the search needs autograd
+        with entry.lock(), training_numerics(), torch.inference_mode(False), torch.enable_grad():
             if not self.missing():
                 return
             stream.write(f"training {self.label} -> {entry.path}\n")
@@ -132,8 +133,7 @@ class AdversaryTrainingJob:
             x0, z = noise_points(attacked.target, p["n_norm_batch"], generator, torch.float32)
             scale = (p["budget"] / squared_size(model, nodes, x0, z)).sqrt()
             score = ScoreOnCopy(exact, lambda x, t: scale * model(x, t if attacked.family == "diffusion" else 0.0))
-            with torch.enable_grad():
-                out = attacked.run(score, attacked.starts(p["n_particles"], generator), generator)
+            out = attacked.run(score, attacked.starts(p["n_particles"], generator), generator)
             reference = attacked.target.sample(p["n_particles"], generator).to(out)
             objective = self._divergence(out, reference)
             value = float(objective.detach())
