@@ -12,6 +12,7 @@ from bench_core.pipeline import run_suite
 from helpers import plugins_env, run_cli
 
 from bench_plugins.metrics.girsanov import GirsanovCeiling, step_kl_weights
+from bench_plugins.scores.adversary.attack import build_attack, differentiability_problem
 from bench_plugins.scores.adversary.budget import forward_noised, norm_nodes
 from bench_plugins.scores.adversary.perturbation import PerturbationMLP
 from bench_plugins.scores.adversary.training import FINAL_NODES, energy_distance
@@ -256,3 +257,22 @@ def test_a_langevin_adversary_has_an_admissible_time_form_under_diffusion():
     _, naive = make(**ULA, **SMALL, budget=0.05, schedule="naive")
     assert naive.cutoff == math.inf and naive.diagnostics()["admissible"] == 0.0
 
+
+
+@pytest.mark.parametrize("name,params", [
+    ("ula", {"n_steps": 20}), ("annealed_langevin", {}), ("ddpm", {"n_steps": 50}), ("ddpm", DDPM),
+    ("ddim", {"n_steps": 20}), ("diffusers", {"scheduler": "DPMSolverMultistepScheduler", "n_steps": 10}),
+    ("diffusers", {"scheduler": "EulerAncestralDiscreteScheduler", "n_steps": 10}),
+    ("diffusers", {"scheduler": "HeunDiscreteScheduler", "n_steps": 5}),
+])
+def test_built_in_samplers_can_be_attacked(name, params):
+    pytest.importorskip("diffusers") if name == "diffusers" else None
+    target = get_registry().create("targets", "gaussian", dim=2, mean=1.0)
+    attacked = build_attack(name, params, "standard_normal", {}, target, None)
+    assert differentiability_problem(attacked) is None
+
+
+def test_a_sampler_that_needs_another_score_form_is_refused_with_its_reason():
+    target = get_registry().create("targets", "gaussian", dim=2, mean=1.0)
+    with pytest.raises(ValueError, match=r"sampler .cld. cannot be attacked: running it .*velocity_score"):
+        build_attack("cld", {}, "standard_normal", {}, target, None)

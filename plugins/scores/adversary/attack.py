@@ -143,9 +143,9 @@ def _probe(attacked: AttackedSampler) -> Optional[str]:
                 return "its output does not depend on the score through autograd (it detaches, runs under no_grad " \
                        "or leaves torch)"
             (grad,) = torch.autograd.grad(out.sum(), theta, allow_unused=True)
-    except RuntimeError as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever stops the probe stops the search: it is the reason
         first = (str(exc).strip().splitlines() or [""])[0]
-        return f"differentiating through its steps fails ({type(exc).__name__}: {first})"
+        return f"running it with a differentiable score fails ({type(exc).__name__}: {first})"
     if grad is None:
         return "its output does not depend on the score through autograd"
     if not torch.isfinite(grad):
