@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench_core import get_registry
+from bench_core import get_registry, load_results
 from bench_core.pipeline import run_suite
 from helpers import plugins_env, run_cli
 
@@ -276,3 +276,46 @@ def test_a_sampler_that_needs_another_score_form_is_refused_with_its_reason():
     target = get_registry().create("targets", "gaussian", dim=2, mean=1.0)
     with pytest.raises(ValueError, match=r"sampler .cld. cannot be attacked: running it .*velocity_score"):
         build_attack("cld", {}, "standard_normal", {}, target, None)
+
+
+def test_a_diverging_search_fails_its_cells_and_the_run_goes_on(write_suite, tmp_path, monkeypatch):
+    """A non-finite objective stops that adversary's training; its cells are recorded failed with the
+    reason, the other cells of the run finish."""
+    from bench_plugins.scores.adversary import training
+
+    monkeypatch.setattr(training.AdversaryTrainingJob, "_divergence",
+                        lambda self, x, y: (x.sum() * float("nan")))
+    path = write_suite("""
+        [suite]
+        name = "diverging_search"
+        seeds = [0, 1]
+        n_samples = 200
+
+        [[targets]]
+        name = "gaussian"
+        params = { dim = 2, mean = 2.0 }
+
+        [[scores]]
+        name = "exact"
+
+        [[scores]]
+        name = "adversary"
+        params = { attack = "ula", attack_params = { step_size = 0.01, n_steps = 50 }, iterations = 3, width = 16 }
+
+        [[initializers]]
+        name = "standard_normal"
+
+        [[samplers]]
+        name = "ula"
+        params = { step_size = 0.01, n_steps = 50 }
+
+        [[metrics]]
+        name = "energy"
+    """)
+    summary = run_suite(path, out=tmp_path / "out")
+    results = load_results(tmp_path / "out").results
+    failed = results[results["score"] == "adversary"]
+    assert set(failed["status"]) == {"failed"} and failed["cell"].nunique() == 2
+    assert failed["reason"].str.contains("diverged at iteration 1: objective nan").all()
+    assert set(results.loc[results["score"] == "exact", "status"]) == {"done"}
+    assert summary.exit_code == 1
