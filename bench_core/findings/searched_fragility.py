@@ -5,7 +5,8 @@ A **searched** score is one whose params name the sampler it was trained against
 the cells of one attacked sampler run under that same sampler, x = ``log10 budget`` (the squared
 error in that sampler's norm: ``eps_0^2`` for Langevin, ``eps_bar^2`` for a diffusion sampler), y =
 the certified TV lower bound (mean ± 95% interval over seeds). Cells run under another sampler than
-the one they were trained against are **transfer** lines. Constructed perturbations (any other score
+the one they were trained against are **transfer** lines; each sampler's TV with the ``exact`` score
+is its **exact** baseline (what its own discretization and mixing cost, with no score error). Constructed perturbations (any other score
 but ``exact``) are **trap** points at their measured error in the sampler's norm
 (``score_error.bar_sq``, which is ``eps_0^2`` for Langevin samplers). Where the cells measure
 ``girsanov_ceiling.tv`` (DDPM's exponential integrator), the **ceiling** is a line of its own: the
@@ -46,7 +47,8 @@ def _record(panel: str, line: str, kind: str, skind: str, x: float, value: tuple
 
 def searched_points(run: RunResults) -> pd.DataFrame:
     """The curve's points (columns :data:`POINT_COLUMNS`): one row per (panel, line, budget) for the
-    searched, transfer and ceiling lines, one per trap cell; empty when the run has no searched score."""
+    searched, transfer and ceiling lines, one per trap cell, one per exact baseline (``log10_budget`` NaN);
+    empty when the run has no searched score."""
     summary = run.summary
     if summary.empty:
         return pd.DataFrame(columns=POINT_COLUMNS)
@@ -61,10 +63,14 @@ def searched_points(run: RunResults) -> pd.DataFrame:
         for (score, sparams, init, iparams, sampler, pparams), values in stats.items():
             skind = sampler_kind(sampler, init, families)
             metric = tv_metric_for(score, available)
-            if score == EXACT or metric not in values:
+            if metric not in values:
                 continue
             under = component_label(sampler, pparams)
             name = under if configs.get(sampler, 1) > 1 else sampler  # the name alone when it says which
+            if score == EXACT:  # the baseline: what the sampler's own error costs, with no score error at all
+                records.append(_record(panel, f"exact score under {name}", "exact", skind, math.nan, values[metric],
+                                       metric))
+                continue
             params = searched_params(sparams)
             if params is None:  # a constructed perturbation: a point at its error in the sampler's norm
                 bar = values.get(BAR_SQ, (math.nan, 0.0, 0))[0]
@@ -95,6 +101,10 @@ def searched_summary(points: pd.DataFrame) -> list[str]:
         parts = [f"TV >= {r.tv:.2f} {r.line.removeprefix('searched ')}" for r in at.itertuples()]
         ceiling = block[(block["kind"] == "ceiling") & (block["log10_budget"] == smallest)]
         tail = "".join(f"; the {r.line} is {r.tv:.3f}" for r in ceiling.itertuples())
+        exact = block[block["kind"] == "exact"]
+        if not exact.empty:
+            tail += " (with the exact score: " + ", ".join(f"{r.tv:.2f} under {r.line.removeprefix('exact score under ')}"
+                                                          for r in exact.itertuples()) + ")"
         sentences.append(f"{panel}: at a budget of {10 ** smallest:.3g} the search certifies "
                          + ", ".join(parts) + tail + ".")
     return sentences

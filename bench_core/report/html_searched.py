@@ -29,7 +29,7 @@ def searched_headline(run: RunResults) -> str:
                "L2 budget, one panel per target; solid: searched against a Langevin sampler (budget on ε₀²), "
                "dashed: against a diffusion sampler (budget on ε̄² over its grid), dotted: trained against one "
                "sampler and run under another; dash-dot: DDPM's Girsanov ceiling; grey markers: constructed traps "
-               "at their measured error. Means over seeds, bars 95% intervals, measured on fresh starts and noise.")
+               "at their measured error; faint level lines: each sampler with the exact score. Means over seeds, bars 95% intervals, measured on fresh starts and noise.")
     parts = [_figure(searched_figures.searched_curve(points), caption, alt="searched fragility: TV against the budget",
                      headline=True)]
     parts += [f'<p class="lead">{_e(sentence)}</p>' for sentence in searched_summary(points)]

@@ -20,7 +20,7 @@ def searched_curve(points: pd.DataFrame) -> str:
     Searched lines: Langevin samplers warm and solid, diffusion samplers cool and dashed (as in the
     fragility curve); transfer lines thin and dotted in the colour of the sampler they run under;
     the Girsanov ceiling a black dash-dot line; constructed traps grey markers at their measured
-    error. The x axis runs from large budgets (left) to small (right); bars are 95% intervals.
+    error; each sampler's TV with the exact score a faint level line in its colour. The x axis runs from large budgets (left) to small (right); bars are 95% intervals.
     """
     panels = list(dict.fromkeys(points["panel"]))
     lines = points[points["kind"].isin(["searched", "transfer"])]
@@ -34,7 +34,12 @@ def searched_curve(points: pd.DataFrame) -> str:
                 rows = rows.sort_values("log10_budget", ascending=False)
                 spread = np.clip([np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])],
                                  0.0, None)
-                if kind == "ceiling":
+                if kind == "exact":  # no budget: a level across the panel, in the colour of its sampler's line
+                    sampler = line.removeprefix("exact score under ")
+                    colour = next((st["color"] for ln, st in styles.items() if ln.endswith(f"against {sampler}")), "0.5")
+                    ax.axhline(float(rows["tv"].iloc[0]), color=colour, linewidth=0.9, alpha=0.55, label=line,
+                               zorder=1)
+                elif kind == "ceiling":
                     ax.plot(rows["log10_budget"], rows["tv"].clip(upper=1.0), color="black", linestyle="-.",
                             linewidth=1.2, label=line, zorder=2)
                 elif kind == "trap":
