@@ -74,11 +74,16 @@ def parse_only(expr: str) -> list[tuple[str, list[Any]]]:
     return out
 
 
+def only_select(only: str) -> list[tuple[str, tuple]]:
+    """``--only`` as a select (:func:`select_matches`): each key's alternatives are one entry (any of them)."""
+    return [(key, tuple(freeze(v) for v in alternatives)) for key, alternatives in parse_only(only)]
+
+
 def filter_cells(cells: list[Cell], only: Optional[str]) -> list[Cell]:
-    """The cells ``--only`` selects: each key's alternatives are one select entry (any of them)."""
+    """The cells ``--only`` selects."""
     if not only:
         return cells
-    select = [(key, tuple(freeze(v) for v in alternatives)) for key, alternatives in parse_only(only)]
+    select = only_select(only)
     return [c for c in cells if select_matches(c, select)]
 
 

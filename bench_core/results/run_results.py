@@ -139,3 +139,24 @@ def load_results(out_dir: str | Path) -> RunResults:
     info_path = out_dir / "run.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     return RunResults(results, trajectory, info, load_views(out_dir, set(results["cell"].astype(str))), out_dir)
+
+
+def open_results(folder: str | Path) -> RunResults:
+    """:func:`load_results` for a command given a folder (``bench report``, ``bench compare``): whatever
+    keeps the folder from being read is one :class:`ResultsError` naming it and how to (re)create it."""
+    folder = Path(folder)
+    rerun = f"run `bench run SUITE --out {folder}` to (re)create it"
+    if not folder.is_dir():
+        raise ResultsError(f"results folder '{folder}' does not exist or is not a folder; {rerun}")
+    if not (folder / "results.csv").exists() and not (folder / PARQUET_NAME).exists():
+        raise ResultsError(f"'{folder}' is not a bench results folder (no results.csv or {PARQUET_NAME}); pass the "
+                           f"--out folder of a `bench run`, or {rerun}")
+    try:
+        run = load_results(folder)
+    except (ValueError, KeyError, OSError) as exc:  # pandas parse errors and bad JSON are ValueErrors
+        raise ResultsError(f"cannot read the results in '{folder}' ({type(exc).__name__}: {exc}); {rerun}") from exc
+    missing = [c for c in RESULT_COLUMNS if c not in run.results.columns]
+    if missing:
+        raise ResultsError(f"'{folder / 'results.csv'}' lacks the column(s) {', '.join(missing)}: it was not "
+                           f"written by `bench run`; {rerun}")
+    return run
