@@ -70,8 +70,9 @@ def test_paired_intervals_by_hand():
 
 def test_one_seed_gives_no_interval_and_a_failed_seed_is_not_comparable():
     base = run_of([("a", 0, "kl", 1.0, 1.0), ("b", 0, "kl", 1.0, 1.0), ("c", 0, "kl", 1.0, 1.0),
-                   ("c", 1, "kl", 1.0, 1.0)], "base")
-    new_rows = table([("a", 0, "kl", 1.5, 1.0), ("b", 0, "kl", 1.0, 1.0), ("c", 0, "kl", 1.0, 1.0)])
+                   ("c", 1, "kl", 1.0, 1.0), ("d", 0, "kl", math.nan, 1.0), ("e", 0, "kl", math.nan, 1.0)], "base")
+    new_rows = table([("a", 0, "kl", 1.5, 1.0), ("b", 0, "kl", 1.0, 1.0), ("c", 0, "kl", 1.0, 1.0),
+                      ("d", 0, "kl", math.nan, 1.0), ("e", 0, "kl", 1.0, 1.0)])
     failed = new_rows.iloc[[0]].assign(cell="c1", seed=1, status="diverged", metric="error", value=math.nan,
                                        sampler="c", reason="non-finite")
     new = RunResults(pd.concat([new_rows, failed], ignore_index=True), pd.DataFrame(), base.info, folder=Path("new"))
@@ -82,6 +83,9 @@ def test_one_seed_gives_no_interval_and_a_failed_seed_is_not_comparable():
     c = by_metric(comparison, "c").loc["kl"]
     assert c["verdict"] == "not comparable" and "NEW: 1 diverged" in c["note"] and c["lost"]
     assert list(comparison.regressions(["kl"])["sampler"]) == ["c"]
+    assert by_metric(comparison, "d").loc["kl", "verdict"] == "unchanged"  # NaN in both runs: nothing moved
+    e = by_metric(comparison, "e").loc["kl"]
+    assert e["verdict"] == "not comparable" and e["note"] == "BASE: 1 NaN" and not e["lost"]
 
 
 # ---------------------------------------------------------------- real runs
@@ -284,3 +288,31 @@ def test_report_against_draws_both_fragility_curves(fragility_run, tmp_path):
     section = html[html.index('id="compared"'):html.index('id="contrast"')]
     assert "Fragility curve of both runs" in section and "data:image/png;base64," in section
     assert "Nothing moved" in section
+
+
+def test_runs_are_deterministic_so_a_second_run_compares_unchanged(tmp_path, capsys):
+    """Common random numbers and one torch thread per cell: the smoke suite run twice is bit-identical,
+    which is what lets .ci/run hold a fresh run to the committed baseline."""
+    suite = Path(__file__).resolve().parents[1] / "suites" / "smoke.toml"
+    for name in ("first", "second"):
+        run_suite(suite, out=tmp_path / name)
+    assert main(["compare", str(tmp_path / "first"), str(tmp_path / "second"), "--fail-on", "gaussian_kl,mean_error"]) == 0
+    out = capsys.readouterr().out
+    assert "20 comparisons over 4 configurations in both runs: 16 unchanged, 4 —." in out
+    assert "code changed: none" in out and "cell keys: 0 of 8 shared cells have new keys" in out
+
+
+def test_the_committed_baselines_cover_their_suites():
+    """tests/baselines/<suite> holds the results .ci/run compares a fresh run with: as many cells as the suite
+    has now (their keys change with any edit of the code they hash; their numbers need not), with the code
+    digests and directions of run.json."""
+    from bench_core.pipeline import plan_suite
+    from bench_core.results.run_results import load_results
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("smoke", "contrast_small"):
+        baseline = load_results(root / "tests" / "baselines" / name)
+        assert baseline.info["suite"] == name and baseline.info["code"] and baseline.info["higher_is_better"]
+        plan = plan_suite(root / "suites" / f"{name}.toml")
+        assert baseline.results["cell"].nunique() == len(plan.cells), f"update tests/baselines/{name}"
+        assert sorted(set(baseline.results["seed"])) == plan.suite.seeds

@@ -14,7 +14,7 @@ Verdicts, by the metric's direction (run.json's ``higher_is_better``):
 - ``changed``: the values differ and nothing says which way: one seed (no interval exists), an infinite
   value, or a metric whose direction no run and no installed plugin records;
 - ``not comparable``: some seed failed, diverged or was skipped in one run, a metric is missing or NaN
-  in one, or the two runs share no seed of the configuration.
+  in one (NaN in both is ``unchanged``), or the two runs share no seed of the configuration.
 
 Cost is a ratio: ``nfe.calls``, ``nfe.evals`` and the cell's wall time ``wall_s`` as NEW / BASE, the
 geometric mean over seeds with the interval ``exp(mean ± half-width)`` of the log ratios. A count of score
@@ -163,8 +163,12 @@ def _compare_one(metric: str, cells: tuple[dict, dict], values: tuple[dict, dict
     common = sorted(set(cells[0]) & set(cells[1]))
     problems: tuple[Counter, Counter] = (Counter(), Counter())
     pairs = []
+    both_nan = 0  # a metric that is NaN in both runs (e.g. a bound that does not apply) has not moved
     for seed in common:
         whys = [_why_not(cells[i][seed], values[i].get(seed)) for i in (0, 1)]
+        if whys == ["NaN", "NaN"]:
+            both_nan += 1
+            continue
         for i, why in enumerate(whys):
             if why:
                 problems[i][why] += 1
@@ -172,6 +176,9 @@ def _compare_one(metric: str, cells: tuple[dict, dict], values: tuple[dict, dict
             pairs.append((values[0][seed][1], values[1][seed][1]))
     if not pairs and problems[0] and problems[1] and set(problems[0]) | set(problems[1]) <= _SKIPS:
         return None
+    if both_nan and not pairs and not (problems[0] or problems[1]):
+        return {"metric": metric, "seeds": 0, "base": math.nan, "new": math.nan, "lost": False,
+                "verdict": "unchanged", "note": "NaN in both runs"}
     notes = [f"{side}: " + ", ".join(f"{k} {why}" for why, k in counts.items())
              for side, counts in zip(("BASE", "NEW"), problems) if counts]
     for side, mine, theirs in (("BASE", cells[0], cells[1]), ("NEW", cells[1], cells[0])):
@@ -184,7 +191,8 @@ def _compare_one(metric: str, cells: tuple[dict, dict], values: tuple[dict, dict
     if problems[0] or problems[1] or not pairs:
         return {**row, "verdict": "not comparable", "note": "; ".join(notes) or "no seed in common"}
     stats = _ratio(b, n, metric) if metric in RATIO_METRICS else _difference(b, n, higher)
-    return {**row, **stats, "note": "; ".join(filter(None, [stats.get("note", ""), *notes]))}
+    nan_note = f"{both_nan} seed(s) NaN in both runs" if both_nan else ""
+    return {**row, **stats, "note": "; ".join(filter(None, [stats.get("note", ""), nan_note, *notes]))}
 
 
 def _directions(runs: Sequence[RunResults], names: Sequence[str]) -> dict[str, Optional[bool]]:
