@@ -88,6 +88,15 @@ def test_one_seed_gives_no_interval_and_a_failed_seed_is_not_comparable():
     assert e["verdict"] == "not comparable" and e["note"] == "BASE: 1 NaN" and not e["lost"]
 
 
+def test_a_folder_without_directions_takes_them_from_the_installed_plugin():
+    rows = [("a", s, "gaussian_kl", 0.1 * (s + 1), 1.0) for s in range(3)]
+    base = RunResults(table(rows), pd.DataFrame(), {}, folder=Path("base"))
+    new = RunResults(table([(a, s, m, v + 1.0, w) for a, s, m, v, w in rows]), pd.DataFrame(), {}, folder=Path("new"))
+    comparison = compare_runs(base, new)
+    assert by_metric(comparison).loc["gaussian_kl", "verdict"] == "worse"  # the gaussian_kl plugin: lower is better
+    assert comparison.differences.lines()[0].startswith("code changed: unknown")
+
+
 # ---------------------------------------------------------------- real runs
 
 SUITE = """
@@ -149,12 +158,12 @@ def register_samplers(register):
 '''
 
 
-def _registry(folder: Path, step: float):
-    """The built-ins and my_ula at this step size, as an author's edited module (a file of its own)."""
+def _registry(folder: Path, source: str):
+    """The built-ins and a plugin module as its author edited it (a file of its own)."""
     folder.mkdir(parents=True)
-    path = folder / "my_ula.py"
-    path.write_text(MY_ULA.format(step=step))
-    name = f"my_ula_{folder.name}"
+    path = folder / "plugin.py"
+    path.write_text(source)
+    name = f"plugin_{folder.name}"
     module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
     sys.modules[name] = module  # the cell key hashes the module's file, found through sys.modules
     module.__spec__.loader.exec_module(module)
@@ -167,7 +176,7 @@ def step_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("steps")
     (root / "steps.toml").write_text(SUITE)
     for name, step in (("base", 0.05), ("new", 0.5)):
-        run_suite(root / "steps.toml", out=root / name, registry=_registry(root / f"code_{name}", step))
+        run_suite(root / "steps.toml", out=root / name, registry=_registry(root / f"code_{name}", MY_ULA.format(step=step)))
     return root / "base", root / "new"
 
 
@@ -188,6 +197,28 @@ def test_a_sampler_made_worse_is_worse_on_the_metric_that_moved_and_unchanged_el
     differences = comparison.differences
     assert differences.code_changed == ["sampler my_ula"] and "sampler ula" in differences.code_same
     assert differences.new_keys == 3 and differences.shared_cells == 9  # my_ula's 3 cells have new keys
+
+
+def test_the_readme_example_gives_the_numbers_it_shows(tmp_path):
+    """README, "Comparing runs": tempered_ula's default step 0.01 -> 0.2 makes KL worse, the rest unchanged."""
+    from bench_core.report.compare_text import comparison_table
+    from bench_core.results.run_results import load_results
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = lambda lang: re.findall(rf"```{lang}\n(.*?)```", readme, flags=re.S)  # noqa: E731
+    sampler = next(b for b in blocks("python") if "class TemperedULA" in b)
+    (tmp_path / "tempered.toml").write_text(next(b for b in blocks("toml") if 'name = "tempered"' in b))
+    for name, source in (("before", sampler), ("after", sampler.replace("step_size: float = 0.01", "step_size: float = 0.2"))):
+        run_suite(tmp_path / "tempered.toml", out=tmp_path / name, registry=_registry(tmp_path / f"code_{name}", source))
+    comparison = compare_runs(load_results(tmp_path / "before"), load_results(tmp_path / "after"))
+    table = comparison_table(comparison.rows)
+    shown = next(b for b in blocks("text") if "tempered compared with tempered" in b)
+    for row in table[table["metric"] != "wall_s"].to_dict("records"):  # wall time is the machine's
+        line = "  ".join(str(row[c]) for c in ("metric", "seeds", "BASE", "NEW"))
+        assert re.search(r"\s+".join(map(re.escape, line.split())), shown), line
+        assert f"{row['NEW − BASE [95%]']}" in shown and row["verdict"] in shown
+    assert list(table[table["verdict"] == "worse"]["metric"]) == ["gaussian_kl"]
+    assert comparison.differences.code_changed == ["sampler tempered_ula"]
 
 
 def test_fail_on_exit_codes(step_runs, capsys, tmp_path):
@@ -261,6 +292,10 @@ def test_bad_input_is_one_line_and_exit_2(step_runs, tmp_path, capsys):
     (other / "results.parquet").write_bytes(b"PAR1 truncated")
     assert main(["compare", base, str(other)]) == 2
     assert "results.parquet' is damaged" in _error(capsys)
+    (other / "results.parquet").unlink()
+    (other / "results.csv").write_text("not,a\nresults,file\n")
+    assert main(["compare", str(other), new]) == 2
+    assert "cannot read the results in" in _error(capsys)
 
 
 def test_a_folder_copied_elsewhere_compares_from_its_parquet_and_run_json(step_runs, tmp_path, capsys):
