@@ -240,7 +240,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for line in regression_lines(failing):
         print(line)
     if fail_on:
-        print(f"--fail-on {','.join(fail_on)}: " + (f"{len(failing)} regression(s)" if len(failing) else "none got worse"))
+        verdict = f"{len(failing)} regression(s)" if len(failing) else "none got worse"
+        print(f"--fail-on {','.join(fail_on)}: {verdict}")
     return 1 if len(failing) else 0
 
 

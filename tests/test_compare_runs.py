@@ -176,7 +176,8 @@ def step_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("steps")
     (root / "steps.toml").write_text(SUITE)
     for name, step in (("base", 0.05), ("new", 0.5)):
-        run_suite(root / "steps.toml", out=root / name, registry=_registry(root / f"code_{name}", MY_ULA.format(step=step)))
+        registry = _registry(root / f"code_{name}", MY_ULA.format(step=step))
+        run_suite(root / "steps.toml", out=root / name, registry=registry)
     return root / "base", root / "new"
 
 
@@ -208,8 +209,10 @@ def test_the_readme_example_gives_the_numbers_it_shows(tmp_path):
     blocks = lambda lang: re.findall(rf"```{lang}\n(.*?)```", readme, flags=re.S)  # noqa: E731
     sampler = next(b for b in blocks("python") if "class TemperedULA" in b)
     (tmp_path / "tempered.toml").write_text(next(b for b in blocks("toml") if 'name = "tempered"' in b))
-    for name, source in (("before", sampler), ("after", sampler.replace("step_size: float = 0.01", "step_size: float = 0.2"))):
-        run_suite(tmp_path / "tempered.toml", out=tmp_path / name, registry=_registry(tmp_path / f"code_{name}", source))
+    edited = sampler.replace("step_size: float = 0.01", "step_size: float = 0.2")
+    for name, source in (("before", sampler), ("after", edited)):
+        registry = _registry(tmp_path / f"code_{name}", source)
+        run_suite(tmp_path / "tempered.toml", out=tmp_path / name, registry=registry)
     comparison = compare_runs(load_results(tmp_path / "before"), load_results(tmp_path / "after"))
     table = comparison_table(comparison.rows)
     shown = next(b for b in blocks("text") if "tempered compared with tempered" in b)
@@ -331,7 +334,8 @@ def test_runs_are_deterministic_so_a_second_run_compares_unchanged(tmp_path, cap
     suite = Path(__file__).resolve().parents[1] / "suites" / "smoke.toml"
     for name in ("first", "second"):
         run_suite(suite, out=tmp_path / name)
-    assert main(["compare", str(tmp_path / "first"), str(tmp_path / "second"), "--fail-on", "gaussian_kl,mean_error"]) == 0
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    assert main(["compare", first, second, "--fail-on", "gaussian_kl,mean_error"]) == 0
     out = capsys.readouterr().out
     assert "20 comparisons over 4 configurations in both runs: 16 unchanged, 4 —." in out
     assert "code changed: none" in out and "cell keys: 0 of 8 shared cells have new keys" in out

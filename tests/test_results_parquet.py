@@ -53,7 +53,8 @@ def test_the_parquet_round_trip_equals_the_csv(typed_run, tmp_path):
     csv_only.mkdir()
     (csv_only / "results.csv").write_bytes((typed_run / "results.csv").read_bytes())
     from_csv = load_results(csv_only).results
-    assert list(from_parquet.columns) == RESULT_COLUMNS and len(from_parquet) == 36  # 12 cells x (mean_error, nfe.calls, nfe.evals)
+    # 12 cells x (mean_error, nfe.calls, nfe.evals)
+    assert list(from_parquet.columns) == RESULT_COLUMNS and len(from_parquet) == 36
     # the CSV keeps 10 significant digits, the parquet every bit
     pd.testing.assert_frame_equal(from_parquet, from_csv, check_exact=False, rtol=1e-9)
 

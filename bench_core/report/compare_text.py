@@ -26,7 +26,8 @@ def _number(value: float) -> str:
 
 
 def change_text(row: Mapping[str, Any]) -> str:
-    """``+0.0213 [0.0187, 0.0239]`` (a difference) or ``×1.02 [0.98, 1.06]`` (a ratio); the interval when there is one."""
+    """``+0.0213 [0.0187, 0.0239]`` (a difference) or ``×1.02 [0.98, 1.06]`` (a ratio), with the interval
+    when there is one."""
     ratio = row["metric"] in RATIO_METRICS
     value = row["ratio"] if ratio else row["diff"]
     if value is None or math.isnan(value):

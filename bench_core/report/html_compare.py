@@ -35,7 +35,8 @@ def _changed(comparison: Comparison) -> str:
                 if len(rows) else '<p class="note">No metric in common.</p>')
     table = comparison_table(moved).assign(target=[component_label(t, p) for t, p in
                                                    zip(moved["target"], moved["target_params"])])
-    return f"<h3>What changed ({len(moved)} of {len(rows)} comparisons)</h3>{_table(table[['target', *table.columns[:-1]]])}"
+    table = table[["target", *table.columns[:-1]]]
+    return f"<h3>What changed ({len(moved)} of {len(rows)} comparisons)</h3>{_table(table)}"
 
 
 def _only(comparison: Comparison) -> str:
@@ -51,5 +52,6 @@ def compare_section(comparison: Comparison) -> str:
     differences = "".join(f"<li>{_e(line)}</li>" for line in comparison.differences.lines())
     counts = _table(verdict_counts(comparison.rows)) if not comparison.rows.empty else ""
     return (f"<ul>{runs}</ul><p>What differs besides the numbers:</p><ul>{differences}</ul>"
-            f'<p class="note">{_e(EXPLAINED)}</p>{counts}{_fragility(comparison)}{_changed(comparison)}'
+            f'<p class="note">{_e(EXPLAINED.replace("`", ""))}</p>{counts}{_fragility(comparison)}'
+            f"{_changed(comparison)}"
             f"{_only(comparison)}")
