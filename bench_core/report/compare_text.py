@@ -85,7 +85,7 @@ def compare_markdown(comparison: Comparison,
     summary = ", ".join(f"{tally[v]} {v}" for v in VERDICTS if v in tally)
     n_configs = len(rows.drop_duplicates([c for c in rows.columns if c.endswith("params") or c in
                                           ("target", *_ROW_AXES)]))
-    lines += ["## Verdicts", "", f"{len(rows)} comparisons over {n_configs} configurations in both runs: {summary}.",
+    lines += ["## Verdicts", "", f"{len(rows)} comparisons over {n_configs} configurations in both runs: {summary or 'none'}.",
               "", render(verdict_counts(rows)) if not rows.empty else "(no metric in common)", "", EXPLAINED, ""]
     for (target, params), block in rows.groupby(["target", "target_params"], sort=False):
         lines += [f"## {component_label(target, params)}", "", render(comparison_table(block)), ""]
