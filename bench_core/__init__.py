@@ -17,7 +17,8 @@ The public API: what a plugin author and a script user need, and nothing else.
 - Reporters: ``write_text_atomic``, and the reports themselves: ``leaderboard_markdown``,
   ``contrast_markdown``, ``write_html``.
 - Scripts: ``run_suite`` (what ``bench run`` does), ``load_results`` and ``RunResults`` (a results
-  folder read back).
+  folder read back), ``compare_runs`` and ``Comparison`` (two runs paired by seed: what ``bench compare``
+  prints).
 
 Every name is imported on first use (``from bench_core import hookimpl`` imports pluggy, not torch), so
 that ``bench run`` can start the worker processes' fork server before it imports torch, and importing a
@@ -64,6 +65,7 @@ _SOURCES = {
     # scripts
     "run_suite": "bench_core.pipeline",
     **dict.fromkeys(("load_results", "RunResults"), "bench_core.results.run_results"),
+    **dict.fromkeys(("compare_runs", "Comparison"), "bench_core.findings.compare_runs"),
 }
 
 __all__ = list(_SOURCES)
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
                                               positive_float, positive_int, refuse_unused, tensor_size, vector)
     from bench_core.components.protocols import (Initializer, Metric, MetricContext, Sampler, ScoreEstimate,
                                                  StepCallback, Target, TrainingData)
+    from bench_core.findings.compare_runs import Comparison, compare_runs
     from bench_core.findings.contrast import contrast_markdown
     from bench_core.findings.leaderboard import leaderboard_markdown
     from bench_core.pipeline import run_suite

@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the HTML report of a results folder")
     report.add_argument("dir")
     report.add_argument("-o", "--output", metavar="FILE", help="output file (default DIR/report.html)")
+    report.add_argument("--against", metavar="BASE", help="add a section comparing DIR with the results folder BASE")
+    compare = sub.add_parser("compare", help="compare two results folders, paired by seed: better, worse, unchanged")
+    compare.add_argument("base", help="the earlier results folder")
+    compare.add_argument("new", help="the results folder to judge against it")
+    compare.add_argument("--metric", metavar="METRIC[,..]", help="compare only these metrics (names or prefixes)")
+    compare.add_argument("--only", help="compare a subset of cells, as bench run --only: sampler=ula,target.mean=3")
+    compare.add_argument("--markdown", metavar="FILE", help="also write the comparison as Markdown to FILE")
+    compare.add_argument("--fail-on", metavar="METRIC[,..]", help="exit 1 when one of these metrics got worse beyond "
+                         "its interval (or NEW failed, diverged or lost it) in some configuration")
+    compare.add_argument("--width", type=int, help="columns to fit (default: the terminal's, else 120)")
     return parser
 
 
@@ -162,6 +172,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _width(asked: Optional[int]) -> int:
+    """The columns to fit tables to: ``--width``, else the terminal's, else 120."""
+    width = asked or shutil.get_terminal_size((120, 24)).columns
+    if width < 40:
+        raise BenchError(f"--width {width} is too narrow for a table; use 40 or more")
+    return width
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from bench_core.findings.contrast import contrast_markdown
     from bench_core.findings.fragility import headline_markdown
@@ -170,9 +188,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from bench_core.report.terminal_tables import fit_table, wrap_text
 
     run = load_results(Path(args.dir))
-    width = args.width or shutil.get_terminal_size((120, 24)).columns
-    if width < 40:
-        raise BenchError(f"--width {width} is too narrow for a table; use 40 or more")
+    width = _width(args.width)
     render = partial(fit_table, width=width)
     print(wrap_text(headline_markdown(run), width))
     print(wrap_text(leaderboard_markdown(run, render=render), width))
@@ -185,14 +201,54 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench_core.report.html_report import write_report
 
-    print(write_report(Path(args.dir), args.output))
+    print(write_report(Path(args.dir), args.output, args.against))
     return 0
+
+
+def _names(option: str, value: Optional[str]) -> list[str]:
+    """A comma-separated option value as names; an option given with no name is an error."""
+    if value is None:
+        return []
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise BenchError(f"{option} needs metric names, e.g. {option} gaussian_kl,mean_error")
+    return names
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bench_core.base.atomic_files import write_text_atomic
+    from bench_core.findings.compare_runs import WALL, check_metric_names, compare_runs
+    from bench_core.pipeline import only_select
+    from bench_core.report.compare_text import compare_markdown, regression_lines
+    from bench_core.report.terminal_tables import fit_table, wrap_text
+    from bench_core.results.run_results import open_results
+
+    width = _width(args.width)
+    fail_on = _names("--fail-on", args.fail_on)
+    if WALL in fail_on:
+        raise BenchError("--fail-on wall_s: wall time gets no verdict (it depends on the machine and its load)")
+    select = only_select(args.only) if args.only else None
+    comparison = compare_runs(open_results(args.base), open_results(args.new),
+                              metrics=_names("--metric", args.metric), select=select)
+    check_metric_names(fail_on, list(dict.fromkeys(comparison.rows["metric"])), "--fail-on")
+    print(wrap_text(compare_markdown(comparison, render=partial(fit_table, width=width,
+                                                                keys=("score", "sampler", "metric"))),
+                    width))
+    if args.markdown:
+        print(f"markdown: {write_text_atomic(Path(args.markdown), compare_markdown(comparison))}")
+    failing = comparison.regressions(fail_on) if fail_on else comparison.rows.iloc[:0]
+    for line in regression_lines(failing):
+        print(line)
+    if fail_on:
+        verdict = f"{len(failing)} regression(s)" if len(failing) else "none got worse"
+        print(f"--fail-on {','.join(fail_on)}: {verdict}")
+    return 1 if len(failing) else 0
 
 
 NEEDS_PLUGINS = ("run", "check", "list", "plugins", "describe")
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "list": _cmd_list, "describe": _cmd_describe, "plugins": _cmd_plugins,
             "show": _cmd_show, "new": _cmd_new,
-            "report": _cmd_report}
+            "report": _cmd_report, "compare": _cmd_compare}
 
 
 def _start_fork_server_early(args: argparse.Namespace) -> bool:

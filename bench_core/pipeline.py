@@ -17,6 +17,7 @@ from bench_core.run.folder_lock import LOCK_NAME, run_lock
 from bench_core.cell.kept_samples import SampleArchive, size_estimate
 from bench_core.plan.build import build_plan
 from bench_core.plan.cells import AXES, Cell, Plan, select_matches
+from bench_core.plan.code_version import component_digests
 from bench_core.components.discovery import get_registry
 from bench_core.run.progress import Progress
 from bench_core.run.provenance import collect as collect_provenance
@@ -73,11 +74,16 @@ def parse_only(expr: str) -> list[tuple[str, list[Any]]]:
     return out
 
 
+def only_select(only: str) -> list[tuple[str, tuple]]:
+    """``--only`` as a select (:func:`select_matches`): each key's alternatives are one entry (any of them)."""
+    return [(key, tuple(freeze(v) for v in alternatives)) for key, alternatives in parse_only(only)]
+
+
 def filter_cells(cells: list[Cell], only: Optional[str]) -> list[Cell]:
-    """The cells ``--only`` selects: each key's alternatives are one select entry (any of them)."""
+    """The cells ``--only`` selects."""
     if not only:
         return cells
-    select = [(key, tuple(freeze(v) for v in alternatives)) for key, alternatives in parse_only(only)]
+    select = only_select(only)
     return [c for c in cells if select_matches(c, select)]
 
 
@@ -99,7 +105,11 @@ def _info(plan: Plan, outcomes: list[ClaimOutcome], provenance: Optional[dict] =
             "higher_is_better": plan.higher_is_better, "seeds": s.seeds, "n_samples": s.n_samples,
             "device": plan.device, "dtype": s.dtype, "checkpoints": s.checkpoints, "checkpoints_t": s.checkpoints_t,
             "written_at": datetime.datetime.now().isoformat(timespec="seconds"),
-            "claims": [o.to_json() for o in outcomes], "networks": networks or []}
+            "claims": [o.to_json() for o in outcomes], "networks": networks or [],
+            # what `bench compare` reads to say why numbers moved: the settings in every sample key, and
+            # the code of the harness and of each component (the two parts of a cell key's code version)
+            "settings": {**plan.settings(), "n_reference": s.n_reference},
+            "code": component_digests(s.components, plan.registry)}
 
 
 def export(plan: Plan, store: Store, out_dir: Path, provenance: Optional[dict] = None,

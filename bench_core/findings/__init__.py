@@ -1,1 +1,2 @@
-"""What results mean: claims, leaderboards, labels, the robustness contrast, fragility. Imports the stages below it."""
+"""What results mean: claims, leaderboards, labels, the robustness contrast, fragility, two runs compared.
+Imports the stages below it."""

@@ -76,8 +76,8 @@ def _cell_of(row: Mapping[str, Any]) -> Cell:
     return Cell(*specs, seed=int(row["seed"]), key="", order=-1)
 
 
-def _matches(table: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.Series:
-    """Rows whose cell matches a claim's select (:func:`select_matches`, once per distinct cell); a
+def rows_matching(table: pd.DataFrame, select: tuple[tuple[str, Any], ...]) -> pd.Series:
+    """Rows whose cell matches a select, a claim's or ``--only``'s (:func:`select_matches`, once per distinct cell); a
     ``step`` (a checkpoint: ``table`` is the trajectory) matches the rows of that step."""
     columns = ["seed", *AXES, *(f"{axis}_params" for axis in AXES)]
     cells = table[columns].drop_duplicates()
@@ -138,7 +138,7 @@ def evaluate_claims(claims: list[Claim], results: pd.DataFrame,
     outcomes = []
     for claim in claims:
         table = results if "step" not in dict(claim.select) or trajectory is None else trajectory
-        selected = table[_matches(table, claim.select)]
+        selected = table[rows_matching(table, claim.select)]
         values = []
         for _, group in selected.groupby(CONFIG_COLUMNS, sort=False):
             rows = group[(group["metric"] == claim.metric) & (group["status"] == "done")]

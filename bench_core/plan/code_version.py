@@ -12,7 +12,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 #: the harness modules whose code changes a cell's numbers (part of every cell key, with the factories' code)
 NUMERIC_CORE = ("bench_core.cell.runner", "bench_core.base.seeding", "bench_core.base.torch_defaults",
@@ -56,14 +56,37 @@ def _code_version(factories: tuple) -> str:
     # and hashing source files per cell made `bench check` of 100 000 seeds take two minutes
     files = {_source_of(name) for name in NUMERIC_CORE}
     for factory in factories:
-        modules: set[str] = set()
-        _package_modules(getattr(factory, "__module__", "") or "", modules)
-        for module in [factory, *(sys.modules[m] for m in modules)]:
-            try:
-                files.add(inspect.getsourcefile(module) or "")
-            except TypeError:
-                files.add(repr(module))
+        files |= _factory_files(factory)
+    return _digest(files)
+
+
+def _factory_files(factory: Any) -> set[str]:
+    """The source file of a factory and of the modules of its own package that it imports."""
+    modules: set[str] = set()
+    _package_modules(getattr(factory, "__module__", "") or "", modules)
+    files = set()
+    for module in [factory, *(sys.modules[m] for m in modules)]:
+        try:
+            files.add(inspect.getsourcefile(module) or "")
+        except TypeError:
+            files.add(repr(module))
+    return files
+
+
+def _digest(files: set[str]) -> str:
     # the contents alone, in sorted order: moving or renaming a file does not change a key, editing it does
     contents = sorted(_file_hash(f) if f and Path(f).exists() else hashlib.sha256(f.encode()).hexdigest()
                       for f in files)
     return hashlib.sha256("".join(contents).encode()).hexdigest()[:16]
+
+
+def component_digests(components: Mapping[str, Iterable[Any]], registry: Any) -> dict[str, Any]:
+    """What run.json records of the code (``"code"``): the digest of the numeric core (``harness``) and,
+    per kind and component name, the digest of its factory's files, the two parts :func:`code_version`
+    hashes together into a cell key. ``components``: kind -> specs (anything with a ``name``), as
+    ``Suite.components``; a later run's digests, compared with these, say which components' code changed."""
+    out: dict[str, Any] = {"harness": _digest({_source_of(name) for name in NUMERIC_CORE})}
+    for kind, specs in components.items():
+        names = dict.fromkeys(spec.name for spec in specs)
+        out[kind] = {name: _digest(_factory_files(registry.get(kind, name).factory)) for name in names}
+    return out

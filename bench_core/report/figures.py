@@ -187,12 +187,14 @@ def line_styles(lines: list[tuple[str, str]]) -> dict[str, dict]:
     return styles
 
 
-def fragility_curve(points: pd.DataFrame) -> str:
+def fragility_curve(points: pd.DataFrame, faded: Optional[pd.DataFrame] = None) -> str:
     """The headline: certified TV lower bound against log10 eps_0^2, one panel per trap family.
 
     Parameters
     ----------
     points : :func:`bench_core.findings.fragility.fragility_points` (not empty).
+    faded : the points of an earlier run, drawn beneath in the same styles, faded and without legend
+        entries (``bench report NEW --against BASE``).
 
     Returns
     -------
@@ -202,25 +204,15 @@ def fragility_curve(points: pd.DataFrame) -> str:
     (left) to small (right), the direction "arbitrarily small error" points; one legend below all
     panels, so no data is covered.
     """
-    panels = list(dict.fromkeys(points["panel"]))
-    styles = line_styles(list(zip(points["line"], points["kind"])))
+    layers = [(faded, 0.3), (points, 1.0)] if faded is not None and not faded.empty else [(points, 1.0)]
+    every = pd.concat([layer for layer, _ in layers], ignore_index=True)
+    panels = list(dict.fromkeys(every["panel"]))
+    styles = line_styles(list(zip(every["line"], every["kind"])))
     with _figure(min(4.6 * len(panels), 13.0), 3.1) as fig:
         axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
         for ax, panel in zip(axes, panels):
-            block = points[points["panel"] == panel]
-            for line, rows in block.groupby("line", sort=False):
-                rows = rows.sort_values("log10_eps", ascending=False)
-                style = styles[line]
-                # a TV bound lies in [0, 1]: the interval is clipped there
-                spread = [np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])]
-                ax.errorbar(rows["log10_eps"], rows["tv"], yerr=np.clip(spread, 0.0, None), color=style["color"],
-                            linestyle=style["linestyle"], linewidth=1.4, capsize=2.5, label=line, zorder=3)
-                for bound in (False, True):
-                    part = rows[rows["is_bound"] == bound]
-                    # later lines drawn smaller: coinciding points stay visible as nested markers
-                    size = 7.0 - 1.2 * list(styles).index(line) % 4
-                    ax.plot(part["log10_eps"], part["tv"], linestyle="none", marker=style["marker"], markersize=size,
-                            color=style["color"], markerfacecolor="white" if bound else style["color"], zorder=4)
+            for layer, alpha in layers:
+                _fragility_lines(ax, layer[layer["panel"] == panel], styles, alpha)
             tv_panel(ax, panel, r"$\log_{10}\,\varepsilon_0^2$ (score_error.log10, mean over seeds; hollow: bound)")
         return finish_tv_panels(fig, axes)
 
@@ -239,6 +231,24 @@ def finish_tv_panels(fig: Figure, axes) -> str:
     legend_below(fig, axes, columns=3, fontsize=7.5)
     fig.tight_layout()
     return _png(fig)
+
+
+def _fragility_lines(ax, block: pd.DataFrame, styles: dict[str, dict], alpha: float) -> None:
+    """One panel's lines with their 95% bars; a faded layer (``alpha`` < 1) gets no legend entries."""
+    for line, rows in block.groupby("line", sort=False):
+        rows = rows.sort_values("log10_eps", ascending=False)
+        style = styles[line]
+        # a TV bound lies in [0, 1]: the interval is clipped there
+        spread = [np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])]
+        ax.errorbar(rows["log10_eps"], rows["tv"], yerr=np.clip(spread, 0.0, None), color=style["color"],
+                    linestyle=style["linestyle"], linewidth=1.4, capsize=2.5, alpha=alpha,
+                    label=line if alpha == 1.0 else "_nolegend_", zorder=3)
+        for bound in (False, True):
+            part = rows[rows["is_bound"] == bound]
+            # later lines drawn smaller: coinciding points stay visible as nested markers
+            size = 7.0 - 1.2 * list(styles).index(line) % 4
+            ax.plot(part["log10_eps"], part["tv"], linestyle="none", marker=style["marker"], markersize=size,
+                    color=style["color"], markerfacecolor="white" if bound else style["color"], alpha=alpha, zorder=4)
 
 
 def legend_below(fig: Figure, axes, *, columns: int, fontsize: float) -> None:

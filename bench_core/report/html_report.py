@@ -22,6 +22,8 @@ from bench_core.report import figures
 from bench_core.report import sample_figures
 from bench_core.base.atomic_files import write_text_atomic
 from bench_core.base.errors import ResultsError
+from bench_core.findings.compare_runs import Comparison, compare_runs
+from bench_core.report.html_compare import compare_section
 from bench_core.report.html_contrast import contrast_section
 from bench_core.report.html_headline import headline_section
 from bench_core.report.html_pictures import pictured, pictures_section
@@ -30,7 +32,7 @@ from bench_core.report.html_parts import escape as _e, figure as _figure, table 
 from bench_core.findings.labels import component_label, config_label
 from bench_core.findings.leaderboard import higher_is_better, leaderboard_tables
 from bench_core.report.suite_views import suite_views
-from bench_core.results.run_results import RESULT_COLUMNS, RunResults, load_results, status_counts
+from bench_core.results.run_results import RunResults, open_results, status_counts
 
 MAX_TRAJECTORY_FIGURES = 4  # per target
 MAX_SAMPLE_VIEWS = 12
@@ -195,10 +197,14 @@ def _not_done(run: RunResults) -> str:
     return "".join(parts)
 
 
-def render_html(run: RunResults, out_dir: Optional[Path] = None) -> str:
+def render_html(run: RunResults, out_dir: Optional[Path] = None, comparison: Optional[Comparison] = None) -> str:
     """The whole report as one HTML document (see the module docstring); ``out_dir``: the results
-    folder, when ``run.folder`` does not name it (the suite views read the loss curves kept there)."""
-    sections = [("contrast", "Contrast", contrast_section(run)), ("leaderboard", "Leaderboard", _leaderboards(run)),
+    folder, when ``run.folder`` does not name it (the suite views read the loss curves kept there);
+    ``comparison``: this run against an earlier one, shown after the headline."""
+    compared = ([("compared", f"Compared with {comparison.base.folder}", compare_section(comparison))]
+                if comparison is not None else [])
+    sections = [*compared, ("contrast", "Contrast", contrast_section(run)),
+                ("leaderboard", "Leaderboard", _leaderboards(run)),
                 *suite_views(run, out_dir), ("searched", "What the search found", searched_section(run)),
                 ("pictures", "Pictures of the data", pictures_section(run)),
                 ("samples", "Samples of the claimed cells", _sample_views(run)),
@@ -214,36 +220,29 @@ def render_html(run: RunResults, out_dir: Optional[Path] = None) -> str:
             f"{body}</body></html>\n")
 
 
-def write_html(run: RunResults, path: str | Path) -> Path:
+def write_html(run: RunResults, path: str | Path, comparison: Optional[Comparison] = None) -> Path:
     """Write ``render_html(run)`` to ``path`` (UTF-8) and return the path."""
     path = Path(path)
-    write_text_atomic(path, render_html(run, path.parent))
+    write_text_atomic(path, render_html(run, path.parent, comparison))
     return path
 
 
-def write_report(results_dir: str | Path, output: Optional[str | Path] = None) -> Path:
-    """``bench report DIR [-o FILE]``: load a results folder and write its report (default DIR/report.html).
+def write_report(results_dir: str | Path, output: Optional[str | Path] = None,
+                 against: Optional[str | Path] = None) -> Path:
+    """``bench report DIR [-o FILE] [--against BASE]``: load a results folder and write its report (default
+    DIR/report.html); with ``against``, a section compares it with that earlier run (:mod:`.html_compare`).
 
     Raises
     ------
     ResultsError
-        The folder is missing or not a readable results folder, or the file cannot be written.
+        A folder is missing or not a readable results folder, or the file cannot be written.
     """
     folder = Path(results_dir)
-    rerun = f"run `bench run SUITE --out {folder}` to (re)create it"
-    if not folder.is_dir():
-        raise ResultsError(f"results folder '{folder}' does not exist or is not a folder; {rerun}")
-    try:
-        run = load_results(folder)
-    except (ValueError, KeyError, OSError) as exc:  # pandas parse errors and bad JSON are ValueErrors
-        raise ResultsError(f"cannot read the results in '{folder}' ({type(exc).__name__}: {exc}); {rerun}") from exc
-    missing = [c for c in RESULT_COLUMNS if c not in run.results.columns]
-    if missing:
-        raise ResultsError(f"'{folder / 'results.csv'}' lacks the column(s) {', '.join(missing)}: it was not "
-                           f"written by `bench run`; {rerun}")
+    run = open_results(folder)
+    comparison = compare_runs(open_results(against), run) if against is not None else None
     target = Path(output) if output else folder / "report.html"
     try:
-        return write_html(run, target)
+        return write_html(run, target, comparison)
     except OSError as exc:
         raise ResultsError(f"cannot write the report to '{target}' ({exc.strerror or exc}); "
                            "pass a writable path with -o FILE") from exc

@@ -1,1 +1,2 @@
-"""A finished run read back: tidy tables, kept views, RunResults. Imports the stages below it."""
+"""A finished run read back: tidy tables, results.parquet, kept views, RunResults, what differs between two
+runs. Imports the stages below it."""
