@@ -6,6 +6,8 @@ mean (:mod:`bench_core.cell.sample_views`, ``field_*``).
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
@@ -62,7 +64,8 @@ def perturbation_field(views: list[tuple[str, dict[str, np.ndarray]]]) -> str:
     """Per view: ``log10 ||error||`` as a heat map over the plane of the target's mean, the error's
     direction in that plane as arrows (unit length: the heat map gives the size), the cell's final
     samples (cyan) and the target's samples (black) on top (PNG, base64)."""
-    with _figure(min(4.3 * len(views), 13.5), 3.9) as fig:
+    # panels of free aspect: a slice spans the starts and the target, far apart in high dimension
+    with _figure(min(4.6 * len(views), 13.8), 4.0) as fig:
         axes = fig.subplots(1, len(views), squeeze=False)[0]
         for ax, (title, view) in zip(axes, views):
             xy, uv, norm = view["field_xy"], view["field_uv"], view["field_norm"]
@@ -79,10 +82,9 @@ def perturbation_field(views: list[tuple[str, dict[str, np.ndarray]]]) -> str:
                        label="target", zorder=3)
             ax.scatter(view["plane"][:, 0], view["plane"][:, 1], s=3, color="#00d5ff", edgecolors="none", alpha=0.9,
                        label="samples", zorder=4)
-            ax.set_title(title, fontsize=8)
+            ax.set_title("\n".join(textwrap.wrap(title, 46)), fontsize=8)
             ax.set_xlabel("along the target's mean", fontsize=8)
             ax.set_ylabel("orthogonal axis", fontsize=8)
-            ax.set_aspect("equal", adjustable="box")
         legend_below(fig, axes, columns=2, fontsize=7.5)
         fig.tight_layout()
         return _png(fig)
