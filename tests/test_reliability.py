@@ -155,9 +155,10 @@ params = { fault = "slow_steps" }
 def test_no_worker_outlives_an_interrupted_or_killed_run(write_suite, tmp_path, signum):
     path = write_suite(SLOW.replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1, 2, 3, 4, 5]\ncell_timeout = 120"))
     out = tmp_path / "out"
+    # PYTHONFAULTHANDLER: a run that does not end is made to print where each of its threads is (SIGABRT below)
     proc = subprocess.Popen(cli_command("run", path, "--out", out, "--executor", "process", "--workers", "2"),
-                            env=plugins_env(**PLUGIN_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            env=plugins_env(**PLUGIN_ENV, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the fast cells are stored and the slow ones run
         if (out / "results.sqlite").exists():
@@ -166,7 +167,16 @@ def test_no_worker_outlives_an_interrupted_or_killed_run(write_suite, tmp_path, 
                     break
         time.sleep(0.5)
     os.killpg(proc.pid, signum) if signum == signal.SIGINT else proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its workers too
+        except ProcessLookupError:
+            pass
+        pytest.fail(f"bench run did not end within 60 s of {signum.name}; where its threads were:\n{err[-8000:]}")
     if signum == signal.SIGINT:
         assert proc.returncode == 130, err[-2000:]
         assert "run the same command again to resume" in err
