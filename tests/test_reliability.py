@@ -151,6 +151,17 @@ params = { fault = "slow_steps" }
 """
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT delivered and at its default, as for a command typed in a terminal.
+
+    A long test session can leave the OS-level SIGINT disposition or mask of the test process changed by an
+    extension module (Python's ``signal.getsignal`` still reports its own handler); the child would inherit
+    it and never see the Ctrl-C this test sends (observed in full CI runs: the driver waited in its pool,
+    no KeyboardInterrupt raised)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_no_worker_outlives_an_interrupted_or_killed_run(write_suite, tmp_path, signum):
     path = write_suite(SLOW.replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1, 2, 3, 4, 5]\ncell_timeout = 120"))
@@ -158,7 +169,7 @@ def test_no_worker_outlives_an_interrupted_or_killed_run(write_suite, tmp_path, 
     # PYTHONFAULTHANDLER: a run that does not end is made to print where each of its threads is (SIGABRT below)
     proc = subprocess.Popen(cli_command("run", path, "--out", out, "--executor", "process", "--workers", "2"),
                             env=plugins_env(**PLUGIN_ENV, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the fast cells are stored and the slow ones run
         if (out / "results.sqlite").exists():
