@@ -217,6 +217,12 @@ def fragility_curve(points: pd.DataFrame, faded: Optional[pd.DataFrame] = None) 
         return finish_tv_panels(fig, axes)
 
 
+def tv_error_bars(rows: pd.DataFrame) -> np.ndarray:
+    """``[below, above]`` error bars of TV bounds ``rows["tv"]`` ± ``rows["ci95"]``, clipped to [0, 1]
+    (a TV bound lies there)."""
+    return np.clip([np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])], 0.0, None)
+
+
 def tv_panel(ax, title: str, xlabel: str) -> None:
     """A panel of TV lower bounds against a log10 error: large error left, the error shrinking to the right."""
     ax.invert_xaxis()
@@ -238,9 +244,7 @@ def _fragility_lines(ax, block: pd.DataFrame, styles: dict[str, dict], alpha: fl
     for line, rows in block.groupby("line", sort=False):
         rows = rows.sort_values("log10_eps", ascending=False)
         style = styles[line]
-        # a TV bound lies in [0, 1]: the interval is clipped there
-        spread = [np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])]
-        ax.errorbar(rows["log10_eps"], rows["tv"], yerr=np.clip(spread, 0.0, None), color=style["color"],
+        ax.errorbar(rows["log10_eps"], rows["tv"], yerr=tv_error_bars(rows), color=style["color"],
                     linestyle=style["linestyle"], linewidth=1.4, capsize=2.5, alpha=alpha,
                     label=line if alpha == 1.0 else "_nolegend_", zorder=3)
         for bound in (False, True):

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from bench_core.report.figures import _figure, _png, finish_tv_panels, legend_below, line_styles, tv_panel
+from bench_core.report.figures import _figure, _png, finish_tv_panels, legend_below, line_styles, tv_error_bars, tv_panel
 
 TRAP_MARKERS = ("X", "P", "D", "*", "h")
 
@@ -34,8 +34,7 @@ def searched_curve(points: pd.DataFrame) -> str:
             block = points[points["panel"] == panel]
             for (line, kind), rows in block.groupby(["line", "kind"], sort=False):
                 rows = rows.sort_values("log10_budget", ascending=False)
-                spread = np.clip([np.minimum(rows["ci95"], rows["tv"]), np.minimum(rows["ci95"], 1.0 - rows["tv"])],
-                                 0.0, None)
+                spread = tv_error_bars(rows)
                 if kind == "exact":  # no budget: a level across the panel, in the colour of its sampler's line
                     sampler = line.removeprefix("exact score under ")
                     colour = next((st["color"] for ln, st in styles.items() if ln.endswith(f"against {sampler}")), "0.5")
